@@ -1,0 +1,231 @@
+"""Model variants: one registry (name -> builder) and ``build_model``.
+
+Every model takes uint8 RGB images of any size, ``(None, None, 3)``, and does all preprocessing
+in-graph: cast to float32 -> ``Resizing(S, S)`` -> [augmentation, training only] ->
+the variant's own preprocessing -> body -> one sigmoid unit (float32, also under mixed
+precision). Add a variant with ``@register_variant(name, input_size=...)`` on a function
+``body(x, *, weights) -> output tensor`` receiving the float32 [0, 255] resized image tensor.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+from keras import layers
+
+from fakeface.errors import ModelError
+from fakeface.models.augment import DEFAULT_AUGMENTATION_PROBS, build_augmenter
+from fakeface.models.layers import CaffePreprocess, CastToFloat32
+
+WEIGHT_CHOICES = ("none", "imagenet", "<path to a weights file>")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A registered model variant."""
+
+    name: str
+    input_size: int
+    body: Callable[..., Any]
+    pretrained: bool = False  # accepts weights="imagenet" / a weights file
+    default_augment: bool = False  # uses DEFAULT_AUGMENTATION_PROBS when augment is None
+    description: str = ""
+
+
+VARIANTS: dict[str, Variant] = {}
+
+
+def register_variant(
+    name: str,
+    *,
+    input_size: int,
+    pretrained: bool = False,
+    default_augment: bool = False,
+    description: str = "",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering ``body(x, *, weights)`` as variant ``name``."""
+
+    def decorator(body: Callable[..., Any]) -> Callable[..., Any]:
+        if name in VARIANTS:
+            raise ValueError(f"variant {name!r} is already registered")
+        VARIANTS[name] = Variant(name, int(input_size), body, pretrained, default_augment, description)
+        return body
+
+    return decorator
+
+
+def list_variants() -> list[str]:
+    """Names of the registered variants, sorted."""
+    return sorted(VARIANTS)
+
+
+def get_variant(name: str) -> Variant:
+    """The registered variant ``name``; ValueError listing the choices if unknown."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown variant {name!r}; choose one of {', '.join(list_variants())}"
+        ) from None
+
+
+def input_size(variant: str) -> int:
+    """Side S of the square S x S image the variant resizes its inputs to."""
+    return get_variant(variant).input_size
+
+
+def build_model(
+    variant: str,
+    *,
+    weights: str = "none",
+    augment: dict[str, float] | None = None,
+    seed: int = 0,
+) -> keras.Model:
+    """Build an uncompiled model for ``variant`` taking uint8 (None, None, 3) RGB images.
+
+    ``weights``: "none" (random init), "imagenet" (downloads) or a local weights file for the
+    pretrained base. ``augment``: {augmentation name: probability} inserted after resizing
+    (training only); None means no augmentation, except for variants that augment by default
+    (``custom_aug``), which then use DEFAULT_AUGMENTATION_PROBS. ``seed`` seeds augmentation.
+    """
+    spec = get_variant(variant)
+    if weights != "none" and not spec.pretrained:
+        raise ValueError(f"variant {variant!r} has no pretrained base; use weights='none'")
+    if augment is None and spec.default_augment:
+        augment = DEFAULT_AUGMENTATION_PROBS
+
+    inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name="image")
+    x = CastToFloat32(name="to_float32")(inputs)
+    x = layers.Resizing(spec.input_size, spec.input_size, name="resize", dtype="float32")(x)
+    if augment:
+        x = build_augmenter(augment, seed=seed, name="augment")(x)
+    outputs = spec.body(x, weights=weights)
+    return keras.Model(inputs, outputs, name=f"fakeface_{variant}")
+
+
+def _score(x):
+    """The single sigmoid output unit, float32 so it is stable under mixed precision."""
+    return layers.Dense(1, activation="sigmoid", dtype="float32", name="score")(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# the study's own CNNs
+# ---------------------------------------------------------------------------------------------
+
+
+@register_variant("simple", input_size=600, description="the study's simple CNN (600 px)")
+def _simple(x, *, weights: str):
+    x = layers.Rescaling(1.0 / 255, name="rescale", dtype="float32")(x)
+    x = layers.Conv2D(8, 8, activation="relu", name="conv1")(x)  # 593
+    x = layers.MaxPooling2D(3, name="pool1")(x)  # 197
+    x = layers.Conv2D(8, 6, activation="relu", name="conv2")(x)  # 192
+    x = layers.MaxPooling2D(2, name="pool2")(x)  # 96
+    x = layers.Flatten(name="flatten")(x)  # 96 * 96 * 8 = 73,728
+    x = layers.Dense(64, activation="relu", name="dense")(x)
+    return _score(x)
+
+
+def _custom_body(x):
+    x = layers.Rescaling(1.0 / 255, name="rescale", dtype="float32")(x)
+    # (filters, pool size, pool padding): 150 -> 75 -> 38 -> 19 -> 5 (ceil(19 / 4), "same")
+    for i, (filters, pool, padding) in enumerate(
+        [(8, 2, "valid"), (8, 2, "same"), (16, 2, "valid"), (16, 4, "same")], start=1
+    ):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.MaxPooling2D(pool, padding=padding, name=f"pool{i}")(x)
+    x = layers.Flatten(name="flatten")(x)  # 5 * 5 * 16 = 400
+    x = layers.Dropout(0.5, name="dropout1")(x)
+    x = layers.Dense(16, name="dense")(x)
+    x = layers.LeakyReLU(name="leaky_relu")(x)
+    x = layers.Dropout(0.5, name="dropout2")(x)
+    return _score(x)
+
+
+@register_variant("custom", input_size=150, description="the study's custom CNN (150 px)")
+def _custom(x, *, weights: str):
+    return _custom_body(x)
+
+
+@register_variant(
+    "custom_aug",
+    input_size=150,
+    default_augment=True,
+    description="custom CNN with the augmentation pipeline (training only)",
+)
+def _custom_aug(x, *, weights: str):
+    return _custom_body(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# transfer learning on keras.applications bases
+# ---------------------------------------------------------------------------------------------
+
+
+def _application(factory: Callable[..., keras.Model], size: int, weights: str) -> keras.Model:
+    """The headless, average-pooled base named "base", with weights none/imagenet/a file."""
+    if weights not in ("none", "imagenet") and not os.path.isfile(weights):
+        raise ModelError(
+            f"weights file {weights!r} not found; pass weights='none', 'imagenet' or an existing file"
+        )
+    base = factory(
+        include_top=False,
+        weights="imagenet" if weights == "imagenet" else None,
+        input_shape=(size, size, 3),
+        pooling="avg",
+        name="base",
+    )
+    if weights not in ("none", "imagenet"):
+        try:
+            base.load_weights(weights)
+        except Exception as exc:  # wrong architecture / corrupt file
+            raise ModelError(f"cannot load weights file {weights!r} into the base: {exc}") from exc
+    return base
+
+
+def _pretrained_head(x, base: keras.Model, weights: str, dropout: float):
+    # A pretrained base runs in inference mode (frozen BatchNorm statistics, also while
+    # fine-tuning); a randomly initialised one must train its BatchNorm statistics.
+    x = base(x, training=False) if weights != "none" else base(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    return _score(x)
+
+
+@register_variant("vgg16", input_size=224, pretrained=True, description="VGG16 base (224 px)")
+def _vgg16(x, *, weights: str):
+    base = _application(keras.applications.VGG16, 224, weights)
+    x = CaffePreprocess(name="vgg_preprocess")(x)
+    return _pretrained_head(x, base, weights, dropout=0.5)
+
+
+@register_variant(
+    "efficientnetb4", input_size=380, pretrained=True, description="EfficientNetB4 base (380 px)"
+)
+def _efficientnetb4(x, *, weights: str):
+    # EfficientNet rescales/normalises inside the application: feed it 0..255.
+    base = _application(keras.applications.EfficientNetB4, 380, weights)
+    return _pretrained_head(x, base, weights, dropout=0.4)  # B4's own top dropout rate
+
+
+def set_base_trainable(model: keras.Model, trainable: bool, fine_tune_layers: int = 0) -> None:
+    """Freeze the "base" (trainable=False) or unfreeze its last ``fine_tune_layers`` layers.
+
+    ``fine_tune_layers <= 0`` with trainable=True unfreezes the whole base. BatchNormalization
+    layers stay frozen when fine-tuning. Recompile the model afterwards.
+    """
+    try:
+        base = model.get_layer("base")
+    except ValueError:
+        raise ValueError(f"model {model.name!r} has no 'base' layer to (un)freeze") from None
+    if not trainable:
+        base.trainable = False
+        return
+    base.trainable = True
+    cutoff = len(base.layers) - fine_tune_layers if fine_tune_layers > 0 else 0
+    for i, layer in enumerate(base.layers):
+        frozen = i < cutoff or isinstance(layer, layers.BatchNormalization)
+        layer.trainable = not frozen
