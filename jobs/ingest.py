@@ -12,7 +12,7 @@ try:
     import fakeface  # noqa: F401
 except ImportError:
     sys.exit(
-        f"error: fakeface is not installed for {sys.executable}: set PYSPARK_PYTHON=.venv/bin/python"
+        f"error: fakeface is not installed for {sys.executable}; set PYSPARK_PYTHON"
     )
 
 from fakeface.cli import base_parser, load_job_config, parse_run_date, require_dir, run_job
