@@ -9,6 +9,7 @@ executing.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.abc
 import sys
@@ -72,10 +73,9 @@ class _KerasImportHook(importlib.abc.MetaPathFinder):
             try:
                 exec_module(module)
             finally:
-                try:  # restore the loader's own method (drop the instance attribute)
+                # restore the loader's own method (drop the instance attribute)
+                with contextlib.suppress(AttributeError):
                     del loader.exec_module
-                except AttributeError:
-                    pass
             if getattr(module, "__name__", None) == "keras":
                 self.remove()
                 _register_layers()
@@ -84,10 +84,8 @@ class _KerasImportHook(importlib.abc.MetaPathFinder):
 
     def remove(self) -> None:
         """Take this hook off sys.meta_path (idempotent)."""
-        try:
+        with contextlib.suppress(ValueError):
             sys.meta_path.remove(self)
-        except ValueError:
-            pass
 
 
 def _install_keras_hook() -> None:

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,6 +77,10 @@ def setup_logging(verbose: bool = False) -> None:
     for name in ("py4j", "urllib3", "alembic", "matplotlib", "PIL", "absl", "petastorm"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # petastorm 0.13 on pyarrow 14 warns on every read about APIs it still uses.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*unicode strings back to bytes.*")
 
 
 def run_job(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

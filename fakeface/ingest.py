@@ -193,15 +193,15 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def read_ingested(spark: SparkSession, data_path: str) -> DataFrame:
-    """An ingested dataset (all run dates), as written by `run_ingest`."""
+    """An ingested dataset (all run dates, `run_date` column), as written by `run_ingest`."""
     from fakeface.errors import InputError
     from fakeface.storage import qualify
 
+    # Partition discovery skips `_staging`, `_summaries` and the other `_` names.
     try:
-        return spark.read.option("basePath", qualify(data_path)).parquet(
-            qualify(data_path.rstrip("/") + "/run_date=*")
-        )
+        return spark.read.parquet(qualify(data_path))
     except Exception as exc:
-        if "PATH_NOT_FOUND" in str(exc) or "does not exist" in str(exc).lower():
+        text = str(exc)
+        if any(s in text for s in ("PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA", "does not exist")):
             raise InputError(f"no ingested data in {data_path}: run jobs/ingest.py first") from None
         raise

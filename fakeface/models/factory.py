@@ -52,7 +52,9 @@ def register_variant(
     def decorator(body: Callable[..., Any]) -> Callable[..., Any]:
         if name in VARIANTS:
             raise ValueError(f"variant {name!r} is already registered")
-        VARIANTS[name] = Variant(name, int(input_size), body, pretrained, default_augment, description)
+        VARIANTS[name] = Variant(
+            name, int(input_size), body, pretrained, default_augment, description
+        )
         return body
 
     return decorator
@@ -170,7 +172,8 @@ def _application(factory: Callable[..., keras.Model], size: int, weights: str) -
     """The headless, average-pooled base named "base", with weights none/imagenet/a file."""
     if weights not in ("none", "imagenet") and not os.path.isfile(weights):
         raise ModelError(
-            f"weights file {weights!r} not found; pass weights='none', 'imagenet' or an existing file"
+            f"weights file {weights!r} not found; "
+            "pass weights='none', 'imagenet' or the path of an existing weights file"
         )
     base = factory(
         include_top=False,

@@ -360,7 +360,9 @@ class BlendAlphaSimplexNoise(RandomImageAugmentation):
     ) -> None:
         super().__init__(**kwargs)
         if foreground not in self.FOREGROUNDS:
-            raise ValueError(f"BlendAlphaSimplexNoise: foreground must be one of {self.FOREGROUNDS}")
+            raise ValueError(
+                f"BlendAlphaSimplexNoise: foreground must be one of {self.FOREGROUNDS}"
+            )
         self.octaves = tuple(int(o) for o in octaves)
         self.foreground = foreground
 
@@ -623,7 +625,11 @@ class Sharpen(RandomImageAugmentation):
         return (1.0 - alpha) * x + alpha * (lightness * x + high_pass)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "alpha": list(self.alpha), "lightness": list(self.lightness)}
+        return {
+            **super().get_config(),
+            "alpha": list(self.alpha),
+            "lightness": list(self.lightness),
+        }
 
 
 @_augmentation
@@ -718,7 +724,11 @@ class DirectedEdgeDetect(RandomImageAugmentation):
         return (1.0 - alpha) * x + alpha * edges
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "alpha": list(self.alpha), "direction": list(self.direction)}
+        return {
+            **super().get_config(),
+            "alpha": list(self.alpha),
+            "direction": list(self.direction),
+        }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""Classification metrics shared by training, cross-validation and promotion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+LEVEL_KEYS = ("easy", "mid", "hard", "real")
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC by the rank statistic (ties averaged); NaN when one class is missing."""
+    y = np.asarray(y_true).astype(int)
+    s = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def best_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold maximising accuracy on (validation) data; 0.5 when it cannot be chosen."""
+    y = np.asarray(y_true).astype(int)
+    s = np.asarray(scores, dtype=np.float64)
+    if len(y) == 0 or y.min() == y.max():
+        return 0.5
+    candidates = np.unique(s)
+    # Midpoints between neighbouring scores generalise better than the scores themselves.
+    mids = np.concatenate([[candidates[0] - 1e-6], (candidates[:-1] + candidates[1:]) / 2])
+    accs = [((s >= t).astype(int) == y).mean() for t in mids]
+    best = np.flatnonzero(np.isclose(accs, max(accs)))
+    return float(np.clip(mids[best[len(best) // 2]], 1e-6, 1 - 1e-6))
+
+
+def classification_metrics(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    levels: Sequence[str | None] | None = None,
+) -> dict[str, float]:
+    """Accuracy, ROC-AUC, precision, recall, F1, per-level accuracy and the majority baseline."""
+    y = np.asarray(y_true).astype(int)
+    s = np.asarray(scores, dtype=np.float64)
+    pred = (s >= threshold).astype(int)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    out = {
+        "n": float(len(y)),
+        "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
+        "auc": roc_auc(y, s),
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "threshold": float(threshold),
+        "majority_baseline": float(max(y.mean(), 1 - y.mean())) if len(y) else float("nan"),
+    }
+    if levels is not None:
+        lv = np.array(
+            [
+                ("real" if yi == 0 else (level or "unknown"))
+                for yi, level in zip(y, levels, strict=True)
+            ]
+        )
+        for key in LEVEL_KEYS:
+            mask = lv == key
+            if mask.any():
+                out[f"accuracy_{key}"] = float((pred[mask] == y[mask]).mean())
+    return out
+
+
+def bootstrap_interval(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95% bootstrap intervals of accuracy and AUC."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y_true).astype(int)
+    s = np.asarray(scores, dtype=np.float64)
+    accs, aucs = [], []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        accs.append(((s[idx] >= threshold).astype(int) == y[idx]).mean())
+        aucs.append(roc_auc(y[idx], s[idx]))
+    return {
+        "accuracy": (float(np.nanpercentile(accs, 2.5)), float(np.nanpercentile(accs, 97.5))),
+        "auc": (float(np.nanpercentile(aucs, 2.5)), float(np.nanpercentile(aucs, 97.5))),
+    }

@@ -1,0 +1,656 @@
+"""Training: ingested Parquet -> petastorm -> Keras, tracked and registered in MLflow.
+
+One MLflow run per training. `--variant all` nests one run per variant under a parent;
+`--folds K` nests one run per fold and reports mean +- std (cross-validation only: fold
+models are not registered). The evaluation split never drives early stopping, the
+checkpoint or the threshold: the validation split, carved from the training side, does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from fakeface import split as splits
+from fakeface.errors import FakefaceError, InputError
+from fakeface.metrics import LEVEL_KEYS, best_threshold, classification_metrics
+
+if TYPE_CHECKING:
+    import keras
+    from pyspark.sql import DataFrame, SparkSession
+
+    from fakeface.config import Config
+
+log = logging.getLogger(__name__)
+
+MODEL_ARTIFACT = "model"
+EVAL_IDS_ARTIFACT = "split/eval_image_ids.txt"
+
+
+@dataclass
+class VariantResult:
+    """What one trained variant measured on its evaluation side."""
+
+    variant: str
+    metrics: dict[str, float]
+    threshold: float
+    epochs_run: int
+    seconds: float
+    run_id: str = ""
+    version: str | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def resolve_variants(requested: str | None, cfg: Config) -> list[str]:
+    """`--variant NAME|all` (default: the production recipe in config) -> variant names."""
+    from fakeface.models.factory import get_variant, list_variants
+
+    name = requested or cfg.train.variant
+    if name == "all":
+        return list_variants()
+    try:
+        get_variant(name)
+    except ValueError as exc:
+        raise FakefaceError(str(exc)) from None
+    return [name]
+
+
+def load_training_frame(spark: SparkSession, data_path: str) -> DataFrame:
+    """Labelled, decoded rows of an ingested dataset; the latest run date wins per path."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from fakeface.ingest import read_ingested
+
+    df = read_ingested(spark, data_path).where(
+        (F.col("status") == "ok") & F.col("label").isNotNull()
+    )
+    latest = Window.partitionBy("path").orderBy(F.col("run_date").desc())
+    return (
+        df.withColumn("_rank", F.row_number().over(latest)).where(F.col("_rank") == 1).drop("_rank")
+    )
+
+
+def collect_metadata(df: DataFrame) -> pd.DataFrame:
+    """One small row per image (no pixels): what splits and digests are computed from."""
+    meta = df.select("image_id", "path", "label", "level", "regions", "height").toPandas()
+    if meta.empty:
+        raise InputError("no labelled images with status 'ok' in the data: check the ingest")
+    counts = meta["label"].value_counts()
+    if len(counts) < 2 or counts.min() < 4:
+        raise InputError(
+            f"training needs both classes with at least 4 images each, got {counts.to_dict()}"
+            " (label 1 = fake, 0 = real)"
+        )
+    if meta["height"].nunique() != 1:
+        raise InputError("the data mixes image sizes: ingest it again with one ingest.image_size")
+    return meta
+
+
+def dataset_digest(meta: pd.DataFrame) -> dict[str, Any]:
+    """Rows, class and level balance, and a hash of the image ids."""
+    import hashlib
+
+    levels = meta.loc[meta.label == 1, "level"].fillna("unknown").value_counts().to_dict()
+    return {
+        "data.rows": len(meta),
+        "data.distinct_images": int(meta.image_id.nunique()),
+        "data.fake": int((meta.label == 1).sum()),
+        "data.real": int((meta.label == 0).sum()),
+        "data.levels": json.dumps(levels, sort_keys=True),
+        "data.image_size": int(meta.height.iloc[0]),
+        "data.image_ids_sha256": hashlib.sha256(
+            "\n".join(sorted(meta.image_id)).encode()
+        ).hexdigest(),
+    }
+
+
+def configure_tensorflow(spark: SparkSession | None) -> Any:
+    """GPU: memory growth, mixed precision, MirroredStrategy. CPU: threads Spark leaves free."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        return tf.distribute.MirroredStrategy()
+    cores = os.cpu_count() or 1
+    busy = 0
+    if spark is not None and not spark.sparkContext.master.startswith("local"):
+        busy = int(spark.conf.get("spark.driver.cores", "1"))
+    # In local mode Spark's executors sit idle while Keras fits, so TF gets every core.
+    tf.config.threading.set_intra_op_parallelism_threads(max(1, cores - busy))
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    return tf.distribute.get_strategy()
+
+
+def _role_frame(spark: SparkSession, split: splits.Split) -> DataFrame:
+    rows = [(i, splits.TRAIN) for i in split.train] + [(i, splits.VAL) for i in split.val]
+    rows += [(i, splits.EVAL) for i in split.eval]
+    return spark.createDataFrame(rows, "image_id string, role string")
+
+
+class _EpochLogger:
+    """Keras callback: per-epoch metrics to MLflow and one progress line to the log."""
+
+    def __new__(cls, prefix: str, total_epochs: int) -> Any:
+        import keras
+        import mlflow
+
+        class Logger(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.started = time.monotonic()
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                logs = {k: float(v) for k, v in (logs or {}).items()}
+                mlflow.log_metrics({k: v for k, v in logs.items() if math.isfinite(v)}, step=epoch)
+                shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))
+                log.info(
+                    "%s epoch %d/%d %s (%.0fs)",
+                    prefix,
+                    epoch + 1,
+                    total_epochs,
+                    shown,
+                    time.monotonic() - self.started,
+                )
+
+        return Logger()
+
+
+def _compile(model: keras.Model, learning_rate: float) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
+
+
+def fit_variant(
+    variant: str,
+    cfg: Config,
+    train_converter: Any,
+    val: dict[str, np.ndarray],
+    strategy: Any,
+    weights: str,
+    epochs: int,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Build, fit (frozen then fine-tuned for transfer bases) and return the best model."""
+    import keras
+
+    from fakeface import feed
+    from fakeface.models.factory import build_model, get_variant, set_base_trainable
+
+    spec = get_variant(variant)
+    use_weights = weights if spec.pretrained else "none"
+    augment = cfg.train.augmentations or None
+    with strategy.scope():
+        model = build_model(variant, weights=use_weights, augment=augment, seed=cfg.train.seed)
+        # A random base learns nothing frozen: only pretrained bases start frozen.
+        if spec.pretrained and use_weights != "none":
+            set_base_trainable(model, False)
+        _compile(model, cfg.train.learning_rate)
+    batch = cfg.train.batch_size
+    steps = max(1, math.ceil(len(train_converter) / batch))
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_auc", mode="max", patience=cfg.train.patience, restore_best_weights=True
+    )
+    history: dict[str, list[float]] = {}
+    phases = [(epochs, cfg.train.learning_rate, None)]
+    if spec.pretrained and use_weights != "none" and cfg.train.fine_tune_epochs > 0:
+        phases.append(
+            (cfg.train.fine_tune_epochs, cfg.train.learning_rate / 10, cfg.train.fine_tune_layers)
+        )
+    done = 0
+    with feed.training_dataset(
+        train_converter, batch, cfg.train.shuffle_buffer, cfg.train.seed
+    ) as dataset:
+        for phase_epochs, learning_rate, unfreeze in phases:
+            if unfreeze is not None:
+                with strategy.scope():
+                    set_base_trainable(model, True, unfreeze)
+                    _compile(model, learning_rate)
+            fit = model.fit(
+                dataset,
+                steps_per_epoch=steps,
+                epochs=done + phase_epochs,
+                initial_epoch=done,
+                validation_data=(val["image"], val["label"]),
+                validation_batch_size=batch,
+                callbacks=[stopper, _EpochLogger(variant, done + phase_epochs)],
+                verbose=0,
+            )
+            for key, values in fit.history.items():
+                history.setdefault(key, []).extend(float(v) for v in values)
+            done += len(fit.history.get("loss", []))
+    return model, history
+
+
+def predict(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """p(fake) for a batch of uint8 images."""
+    if len(images) == 0:
+        return np.zeros(0, np.float32)
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0)).reshape(-1)
+
+
+def log_and_register_model(
+    cfg: Config,
+    client: Any,
+    model: keras.Model,
+    variant: str,
+    threshold: float,
+    metrics: dict[str, float],
+    image_size: int,
+    run_id: str,
+) -> str | None:
+    """Log the Keras model with a signature, register it with the tags scoring relies on."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    from fakeface import registry
+    from fakeface.models.factory import input_size
+
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("uint8"), (-1, image_size, image_size, 3), "image")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 1), "p_fake")]),
+    )
+    example = np.zeros((1, image_size, image_size, 3), np.uint8)
+    info = registry.log_keras_model(model, MODEL_ARTIFACT, signature, example)
+    mlflow.set_tag("model_uri", info.model_uri)
+    if not cfg.train.register:
+        return None
+    tags: dict[str, Any] = {
+        registry.TAG_VARIANT: variant,
+        registry.TAG_THRESHOLD: threshold,
+        registry.TAG_INPUT_SIZE: image_size,
+        "model_input_size": input_size(variant),
+        "run_id": run_id,
+    }
+    tags.update({f"eval_{k}": v for k, v in metrics.items()})
+    return registry.register_model(
+        client, info.model_uri, cfg.mlflow.registered_model, tags, run_id
+    )
+
+
+def train_one(
+    spark: SparkSession,
+    cfg: Config,
+    client: Any,
+    df: DataFrame,
+    meta: pd.DataFrame,
+    split: splits.Split,
+    variant: str,
+    strategy: Any,
+    weights: str,
+    epochs: int,
+    register: bool,
+    run_name: str,
+    context: dict[str, Any],
+) -> VariantResult:
+    """Fit one variant on one split inside its own (nested) MLflow run."""
+    import mlflow
+    from pyspark.sql import functions as F
+
+    from fakeface import feed
+
+    started = time.monotonic()
+    image_size = int(meta.height.iloc[0])
+    roles = _role_frame(spark, split)
+    tagged = df.join(F.broadcast(roles), "image_id")
+    converters = {
+        role: feed.make_converter(tagged.where(F.col("role") == role), image_size)
+        for role in (splits.TRAIN, splits.VAL, splits.EVAL)
+    }
+    try:
+        with mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None) as run:
+            mlflow.set_tags({"variant": variant, "job": "train"})
+            log_run_context(cfg, context)
+            mlflow.log_params({"variant": variant, "weights": weights, "epochs_max": epochs})
+            mlflow.log_text("\n".join(sorted(split.eval)), EVAL_IDS_ARTIFACT)
+            mlflow.set_tag("eval_image_ids_sha256", split.eval_ids_digest())
+            mlflow.log_params(
+                {
+                    "split.train": len(split.train),
+                    "split.val": len(split.val),
+                    "split.eval": len(split.eval),
+                }
+            )
+            val = feed.collect_numpy(converters[splits.VAL])
+            evaluation = feed.collect_numpy(converters[splits.EVAL])
+            model, history = fit_variant(
+                variant, cfg, converters[splits.TRAIN], val, strategy, weights, epochs
+            )
+            batch = cfg.train.batch_size
+            threshold = best_threshold(val["label"], predict(model, val["image"], batch))
+            scores = predict(model, evaluation["image"], batch)
+            metrics = classification_metrics(
+                evaluation["label"], scores, threshold, list(evaluation["level"])
+            )
+            mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items() if math.isfinite(v)})
+            mlflow.log_metric("threshold", threshold)
+            _log_artifacts(cfg, model, evaluation, scores, threshold, history, tagged_paths(meta))
+            version = None
+            if register:
+                version = log_and_register_model(
+                    cfg, client, model, variant, threshold, metrics, image_size, run.info.run_id
+                )
+            result = VariantResult(
+                variant=variant,
+                metrics=metrics,
+                threshold=threshold,
+                epochs_run=len(history.get("loss", [])),
+                seconds=time.monotonic() - started,
+                run_id=run.info.run_id,
+                version=version,
+                history=history,
+            )
+            mlflow.log_metric("train_seconds", result.seconds)
+            mlflow.log_metric("epochs_run", result.epochs_run)
+    finally:
+        for converter in converters.values():
+            converter.delete()
+    return result
+
+
+def tagged_paths(meta: pd.DataFrame) -> dict[str, str]:
+    """image_id -> path (first), for prediction tables."""
+    return dict(zip(meta.image_id, meta.path, strict=True))
+
+
+def _log_artifacts(
+    cfg: Config,
+    model: keras.Model,
+    evaluation: dict[str, np.ndarray],
+    scores: np.ndarray,
+    threshold: float,
+    history: dict[str, list[float]],
+    paths: dict[str, str],
+) -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            from fakeface.evaluate import write_evaluation_artifacts
+
+            write_evaluation_artifacts(
+                Path(tmp),
+                model=model,
+                images=evaluation["image"],
+                y_true=evaluation["label"],
+                scores=scores,
+                threshold=threshold,
+                levels=list(evaluation["level"]),
+                history=history,
+                image_ids=list(evaluation["image_id"]),
+                paths=[paths.get(i, "") for i in evaluation["image_id"]],
+                gradcam_examples=cfg.train.gradcam_examples,
+            )
+        except Exception as exc:  # pictures must never cost a trained model
+            log.warning("could not draw evaluation artifacts: %s", exc)
+            pd.DataFrame(
+                {
+                    "image_id": evaluation["image_id"],
+                    "label": evaluation["label"],
+                    "level": evaluation["level"],
+                    "p_fake": scores,
+                    "is_fake": scores >= threshold,
+                }
+            ).to_csv(Path(tmp) / "predictions.csv", index=False)
+        mlflow.log_artifacts(tmp, "evaluation")
+
+
+def summary_table(results: list[VariantResult]) -> str:
+    """The study's summary table (markdown), with the majority-baseline row."""
+    header = "| variant | accuracy | AUC | easy | mid | hard | real | epochs | minutes |"
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(m: dict[str, float], key: str) -> str:
+        value = m.get(key)
+        return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+    for r in results:
+        m = r.metrics
+        lines.append(
+            f"| {r.variant} | {cell(m, 'accuracy')} | {cell(m, 'auc')} | "
+            + " | ".join(cell(m, f"accuracy_{k}") for k in LEVEL_KEYS)
+            + f" | {r.epochs_run} | {r.seconds / 60:.1f} |"
+        )
+    if results:
+        base = results[0].metrics.get("majority_baseline", float("nan"))
+        lines.append(f"| majority baseline | {base:.3f} | 0.500 | - | - | - | - | - | - |")
+    return "\n".join(lines)
+
+
+def cv_summary(variant: str, folds: list[VariantResult]) -> dict[str, float]:
+    """Mean and std over folds of each evaluation metric."""
+    keys = sorted({k for r in folds for k in r.metrics})
+    out: dict[str, float] = {}
+    for key in keys:
+        values = np.array([r.metrics.get(key, np.nan) for r in folds], dtype=float)
+        out[f"cv_{key}_mean"] = float(np.nanmean(values))
+        out[f"cv_{key}_std"] = float(np.nanstd(values))
+    return out
+
+
+def run_train(
+    spark: SparkSession,
+    cfg: Config,
+    data_path: str,
+    variants: list[str],
+    folds: int,
+    weights: str,
+    epochs: int,
+) -> list[VariantResult]:
+    """Train the variants on one seeded split (or K folds); return what each measured."""
+    import keras
+    import mlflow
+
+    from fakeface import feed, registry
+
+    client = registry.configure_mlflow(cfg)
+    registry.ensure_experiment(cfg, cfg.mlflow.experiment)
+    keras.utils.set_random_seed(cfg.train.seed)
+    strategy = configure_tensorflow(spark)
+    cache = cfg.train.feed_cache_dir
+    feed.set_cache_dir(spark, cache if "://" in cache else cfg.resolve_path(cache).as_uri())
+
+    df = load_training_frame(spark, data_path)
+    meta = collect_metadata(df)
+    digest = dataset_digest(meta)
+    ids, labels, levels = list(meta.image_id), list(meta.label), list(meta.level)
+    if folds > 1:
+        fold_list = splits.fold_splits(
+            ids, labels, levels, folds, cfg.train.val_fraction, cfg.train.seed
+        )
+    else:
+        fold_list = [
+            splits.make_split(
+                ids, labels, levels, cfg.train.eval_fraction, cfg.train.val_fraction, cfg.train.seed
+            )
+        ]
+    log.info(
+        "data: %d images (%d fake, %d real); %s",
+        digest["data.rows"],
+        digest["data.fake"],
+        digest["data.real"],
+        f"{folds} folds" if folds > 1 else f"eval {len(fold_list[0].eval)} images",
+    )
+    context = {
+        **digest,
+        "run.variants": ",".join(variants),
+        "run.folds": folds,
+        "run.epochs": epochs,
+        "run.weights": weights,
+        "run.data": data_path,
+    }
+    results: list[VariantResult] = []
+    if len(variants) == 1 and folds == 1:
+        results.append(
+            train_one(
+                spark,
+                cfg,
+                client,
+                df,
+                meta,
+                fold_list[0],
+                variants[0],
+                strategy,
+                weights,
+                epochs,
+                register=True,
+                run_name=f"train-{variants[0]}",
+                context=context,
+            )
+        )
+        return results
+    parent_name = ("train-all" if len(variants) > 1 else f"train-{variants[0]}") + (
+        f"-cv{folds}" if folds > 1 else ""
+    )
+    with mlflow.start_run(run_name=parent_name):
+        log_run_context(cfg, context)
+        mlflow.set_tags({"job": "train", "eval_image_ids_sha256": fold_list[0].eval_ids_digest()})
+        for variant in variants:
+            if folds > 1:
+                results.append(
+                    _cross_validate(
+                        spark,
+                        cfg,
+                        client,
+                        df,
+                        meta,
+                        fold_list,
+                        variant,
+                        strategy,
+                        weights,
+                        epochs,
+                        context,
+                    )
+                )
+            else:
+                results.append(
+                    train_one(
+                        spark,
+                        cfg,
+                        client,
+                        df,
+                        meta,
+                        fold_list[0],
+                        variant,
+                        strategy,
+                        weights,
+                        epochs,
+                        register=True,
+                        run_name=f"train-{variant}",
+                        context=context,
+                    )
+                )
+        mlflow.log_text(summary_table(results), "summary.md")
+    return results
+
+
+def _cross_validate(
+    spark: SparkSession,
+    cfg: Config,
+    client: Any,
+    df: DataFrame,
+    meta: pd.DataFrame,
+    fold_list: list[splits.Split],
+    variant: str,
+    strategy: Any,
+    weights: str,
+    epochs: int,
+    context: dict[str, Any],
+) -> VariantResult:
+    import mlflow
+
+    started = time.monotonic()
+    with mlflow.start_run(run_name=f"cv-{variant}", nested=True):
+        mlflow.set_tags({"variant": variant, "job": "train-cv"})
+        log_run_context(cfg, context)
+        fold_results = []
+        for k, split in enumerate(fold_list):
+            fold_results.append(
+                train_one(
+                    spark,
+                    cfg,
+                    client,
+                    df,
+                    meta,
+                    split,
+                    variant,
+                    strategy,
+                    weights,
+                    epochs,
+                    register=False,
+                    run_name=f"{variant}-fold{k}",
+                    context=context,
+                )
+            )
+            log.info("%s fold %d: %s", variant, k, _short(fold_results[-1].metrics))
+        summary = cv_summary(variant, fold_results)
+        mlflow.log_metrics(summary)
+    means = {k[3:-5]: v for k, v in summary.items() if k.endswith("_mean")}
+    result = VariantResult(
+        variant=f"{variant} ({len(fold_list)}-fold)",
+        metrics=means,
+        threshold=float(np.mean([r.threshold for r in fold_results])),
+        epochs_run=int(np.mean([r.epochs_run for r in fold_results])),
+        seconds=time.monotonic() - started,
+    )
+    result.history = {"folds": [r.metrics.get("accuracy", np.nan) for r in fold_results]}
+    result.metrics.update({k: v for k, v in summary.items() if k.endswith("_std")})
+    return result
+
+
+def log_run_context(cfg: Config, context: dict[str, Any]) -> None:
+    """The whole config and the dataset digest, as params of the active run."""
+    import mlflow
+
+    params = {k: _param(v) for k, v in cfg.to_flat_dict().items()}
+    params.update({k: _param(v) for k, v in context.items()})
+    mlflow.log_params(params)
+
+
+def _short(metrics: dict[str, float]) -> str:
+    keys = ("accuracy", "auc", "accuracy_easy", "accuracy_mid", "accuracy_hard", "accuracy_real")
+    return " ".join(f"{k}={metrics[k]:.3f}" for k in keys if k in metrics)
+
+
+def _param(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)
+    return text[:6000]
+
+
+def format_results(results: list[VariantResult], folds: int) -> str:
+    """What the job prints at the end."""
+    lines = [summary_table(results)]
+    if folds > 1:
+        for r in results:
+            m = r.metrics
+            nan = float("nan")
+            lines.append(
+                f"{r.variant}: accuracy {m.get('accuracy', nan):.3f} +- "
+                f"{m.get('cv_accuracy_std', nan):.3f}, AUC {m.get('auc', nan):.3f}"
+                f" +- {m.get('cv_auc_std', nan):.3f}"
+            )
+    for r in results:
+        if r.version:
+            lines.append(
+                f"registered {r.variant} as version {r.version} (threshold {r.threshold:.3f})"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""The training job on a tiny synthetic corpus: every variant trains, registers and reloads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fakeface.config import load_config
+from fakeface.errors import FakefaceError, InputError
+from fakeface.ingest import run_ingest
+from fakeface.synth import write_corpus
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def ingested(spark, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    write_corpus(root / "corpus", n_real=16, n_fake=16, size=64, seed=1, workers=1)
+    cfg = load_config(PROJECT_ROOT / "conf" / "local.yaml", ["ingest.image_size=48"])
+    run_ingest(spark, cfg, str(root / "corpus"), str(root / "data"), "2026-01-01")
+    return root / "data"
+
+
+def train_cfg(tmp_path: Path, *extra: str):
+    return load_config(
+        PROJECT_ROOT / "conf" / "local.yaml",
+        [
+            "train.batch_size=8",
+            "train.eval_fraction=0.25",
+            "train.val_fraction=0.25",
+            "train.gradcam_examples=1",
+            f"train.feed_cache_dir={tmp_path / 'petastorm'}",
+            f"mlflow.artifact_root={tmp_path / 'artifacts'}",
+            *extra,
+        ],
+        project_root=tmp_path,
+    )
+
+
+def registered(name: str, version: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient().get_model_version(name, version)
+
+
+@pytest.mark.slow
+def test_every_variant_trains_and_registers(spark, ingested: Path, tmp_path: Path) -> None:
+    from fakeface.models.factory import list_variants
+    from fakeface.train import run_train
+
+    cfg = train_cfg(tmp_path, "mlflow.registered_model=all-variants")
+    variants = list_variants()
+    results = run_train(spark, cfg, str(ingested), variants, folds=1, weights="none", epochs=1)
+    assert [r.variant for r in results] == variants
+    for result in results:
+        assert result.version is not None
+        mv = registered("all-variants", result.version)
+        assert mv.tags["variant"] == result.variant
+        assert 0.0 < float(mv.tags["threshold"]) < 1.0
+        assert mv.tags["input_size"] == "48"
+        assert 0.0 <= float(mv.tags["eval_accuracy"]) <= 1.0
+        assert "eval_auc" in mv.tags and "eval_accuracy_real" in mv.tags
+
+
+def test_production_recipe_trains_registers_and_reloads(spark, ingested: Path, tmp_path: Path):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from fakeface.train import EVAL_IDS_ARTIFACT, resolve_variants, run_train
+
+    cfg = train_cfg(tmp_path, "mlflow.registered_model=recipe")
+    variants = resolve_variants(None, cfg)
+    assert variants == [cfg.train.variant]
+    (result,) = run_train(spark, cfg, str(ingested), variants, folds=1, weights="none", epochs=1)
+    client = MlflowClient()
+    run = client.get_run(result.run_id)
+    assert run.data.params["train.variant"] == cfg.train.variant
+    assert run.data.params["data.rows"] == "32"
+    assert "eval_auc" in run.data.metrics and "threshold" in run.data.metrics
+    history = client.get_metric_history(result.run_id, "loss")
+    assert len(history) == 1
+    eval_ids = mlflow.artifacts.load_text(f"runs:/{result.run_id}/{EVAL_IDS_ARTIFACT}").split()
+    assert len(eval_ids) == 8
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "evaluation")}
+    assert "evaluation/predictions.csv" in artifacts
+    # A fresh process loads the registered model after `import fakeface` alone.
+    code = (
+        "import fakeface, mlflow, numpy as np; "
+        f"m = mlflow.keras.load_model('models:/recipe/{result.version}'); "
+        "p = m.predict(np.zeros((2, 48, 48, 3), np.uint8), verbose=0); "
+        "assert p.shape == (2, 1), p.shape; print('ok')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
+
+
+def test_same_seed_same_eval_split(spark, ingested: Path, tmp_path: Path) -> None:
+    from fakeface.split import make_split
+    from fakeface.train import collect_metadata, load_training_frame
+
+    meta = collect_metadata(load_training_frame(spark, str(ingested)))
+    args = (list(meta.image_id), list(meta.label), list(meta.level), 0.25, 0.25)
+    assert make_split(*args, seed=0).eval == make_split(*args, seed=0).eval
+
+
+@pytest.mark.slow
+def test_cross_validation_reports_mean_and_std(spark, ingested: Path, tmp_path: Path) -> None:
+    from fakeface.train import format_results, run_train
+
+    cfg = train_cfg(tmp_path, "mlflow.registered_model=cv")
+    (result,) = run_train(spark, cfg, str(ingested), ["custom"], folds=2, weights="none", epochs=1)
+    assert result.version is None
+    assert "cv_accuracy_std" in result.metrics
+    assert "+-" in format_results([result], 2)
+
+
+def test_one_class_is_a_clear_error(spark, tmp_path: Path) -> None:
+    from fakeface.train import collect_metadata, load_training_frame
+
+    write_corpus(tmp_path / "corpus", n_real=6, n_fake=0, size=48, seed=0, workers=1)
+    cfg = load_config(PROJECT_ROOT / "conf" / "local.yaml", ["ingest.image_size=32"])
+    run_ingest(spark, cfg, str(tmp_path / "corpus"), str(tmp_path / "data"), "2026-01-01")
+    with pytest.raises(InputError, match="both classes"):
+        collect_metadata(load_training_frame(spark, str(tmp_path / "data")))
+
+
+def test_unknown_variant_is_a_clear_error() -> None:
+    from fakeface.train import resolve_variants
+
+    cfg = load_config(PROJECT_ROOT / "conf" / "local.yaml")
+    with pytest.raises(FakefaceError, match="unknown variant 'resnet'"):
+        resolve_variants("resnet", cfg)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--variant", "nope"], {}, "unknown variant 'nope'"),
+        ([], {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, "unreachable"),
+        (["--epochs", "0"], {}, "--epochs"),
+    ],
+)
+def test_job_errors_are_one_line(tmp_path: Path, args, env, needle) -> None:
+    import os
+
+    data = tmp_path / "data"
+    data.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "jobs" / "train.py"), "--data", str(data), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and needle in lines[0], result.stderr[-2000:]
