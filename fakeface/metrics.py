@@ -9,6 +9,13 @@ import numpy as np
 LEVEL_KEYS = ("easy", "mid", "hard", "real")
 
 
+def level_key(label: int, level: object) -> str:
+    """'real' for a real image, else the fake's level; 'unknown' when missing (None or NaN)."""
+    if int(label) == 0:
+        return "real"
+    return level if isinstance(level, str) and level and level != "nan" else "unknown"
+
+
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """ROC-AUC by the rank statistic (ties averaged); NaN when one class is missing."""
     y = np.asarray(y_true).astype(int)

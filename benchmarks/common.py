@@ -1,0 +1,111 @@
+"""Shared benchmark helpers: corpora, a peak-memory sampler, marginal rates, tables."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "var" / "bench"
+
+
+def setup_environment() -> None:
+    """Spark workers run this interpreter; quiet TF; logs as the jobs configure them."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, str(ROOT))
+
+
+def synth_corpus(n_images: int, size: int = 600, seed: int = 0) -> Path:
+    """A cached synthetic corpus of n_images (half real, half fake) at size px."""
+    from fakeface.synth import write_corpus
+
+    out = BENCH_DIR / f"corpus-{n_images}-{size}-{seed}"
+    marker = out / "_complete"
+    if not marker.exists():
+        write_corpus(
+            out, n_real=n_images // 2, n_fake=n_images - n_images // 2, size=size, seed=seed
+        )
+        marker.write_text("ok")
+    return out
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The corpus's image files."""
+    return sorted(p for p in folder.rglob("*.jpg"))
+
+
+class PeakMemory:
+    """Samples RSS of this process and all its children (JVM, Python workers) every 50 ms."""
+
+    def __init__(self) -> None:
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+            self.peak_bytes = max(self.peak_bytes, total)
+            time.sleep(0.05)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak_bytes / 2**20
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds one call takes."""
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def marginal_rate(n_small: int, t_small: float, n_large: int, t_large: float) -> float:
+    """Items per second between two sizes: fixed start-up costs cancel out."""
+    return (n_large - n_small) / max(t_large - t_small, 1e-9)
+
+
+def print_table(title: str, header: list[str], rows: list[list[object]]) -> str:
+    """A markdown table, printed and returned."""
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "---|" * len(header))
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(c) for c in row) + " |")
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def machine_line() -> str:
+    """Cores, memory and load, to print beside the figures."""
+    load = os.getloadavg()[0]
+    mem = psutil.virtual_memory().total / 2**30
+    return f"machine: {os.cpu_count()} cores, {mem:.0f} GiB RAM, load average {load:.2f} at start"
