@@ -49,6 +49,8 @@ class VariantResult:
     run_id: str = ""
     version: str | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
+    predictions: pd.DataFrame | None = None  # evaluation rows: image_id, label, level, p_fake
+    fold_results: list[VariantResult] = field(default_factory=list)
 
 
 def resolve_variants(requested: str | None, cfg: Config) -> list[str]:
@@ -358,6 +360,15 @@ def train_one(
                 run_id=run.info.run_id,
                 version=version,
                 history=history,
+                predictions=pd.DataFrame(
+                    {
+                        "image_id": evaluation["image_id"],
+                        "label": evaluation["label"].astype(int),
+                        "level": evaluation["level"],
+                        "p_fake": scores,
+                        "threshold": threshold,
+                    }
+                ),
             )
             mlflow.log_metric("train_seconds", result.seconds)
             mlflow.log_metric("epochs_run", result.epochs_run)
@@ -613,6 +624,16 @@ def _cross_validate(
         seconds=time.monotonic() - started,
     )
     result.history = {"folds": [r.metrics.get("accuracy", np.nan) for r in fold_results]}
+    # Out-of-fold predictions, each scored at its own fold's threshold.
+    result.predictions = pd.concat(
+        [
+            r.predictions.assign(fold=k)
+            for k, r in enumerate(fold_results)
+            if r.predictions is not None
+        ],
+        ignore_index=True,
+    )
+    result.fold_results = fold_results
     result.metrics.update({k: v for k, v in summary.items() if k.endswith("_std")})
     return result
 
