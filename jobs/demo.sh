@@ -75,6 +75,6 @@ Run summary (JSON): $DEMO/scores/_summaries/run_date=$TODAY.json
 
 What to open next:
   make mlflow-ui                       MLflow runs, registry and the nightly experiment (127.0.0.1:5000)
-  .venv/bin/jupyter nbconvert --to notebook --execute notebooks/01_eda.ipynb   (01..04)
+  .venv/bin/jupyter nbconvert --to notebook --execute --output-dir var/notebooks notebooks/01_eda.ipynb  (01..04)
   .venv/bin/fakeface report --conf $CONF --run-id <RUN_ID> --out var/report.html
 EOT
