@@ -1,0 +1,430 @@
+"""Scoring throughput: run_score vs its peers vs the decode and model limits (markdown table).
+
+    python benchmarks/score.py [--sizes 200 600] [--px 600] [--variant custom] [--workdir DIR]
+
+One run, the same JPEGs and the same model for every row:
+- run_score on the raw folder (decode + score in one pass) and on the ingested Parquet;
+- the peers on the same decoded input: mlflow.pyfunc.spark_udf and pyspark's
+  predict_batch_udf (both need an array column, prepared untimed from the ingested bytes);
+- the limits: Pillow decode alone (one process per core) and the model alone on in-memory
+  arrays (TensorFlow on all cores).
+Rates are marginal, (n2 - n1) / (t2 - t1) with t the fastest of --repeats runs, so
+session start, worker start and model loading cancel out. Peak memory is the RSS of this
+process and all its children (the JVM, Python workers), sampled every 0.1 s during each
+run. Everything lives in a temporary folder with its own MLflow store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+MODEL_NAME = "bench-score"
+RUN_DATE = "2026-01-01"
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+class PeakRSS:
+    """Peak RSS (MiB) of this process plus all descendants while the block runs."""
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        self.interval_s = interval_s
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+
+    def _sample(self) -> float:
+        import psutil
+
+        me = psutil.Process()
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):  # exited between listing and reading
+                total += proc.memory_info().rss
+        return total / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mib = max(self.peak_mib, self._sample())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mib = max(self.peak_mib, self._sample())
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(seconds, peak MiB) of one call."""
+    with PeakRSS() as mem:
+        start = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - start
+    return seconds, mem.peak_mib
+
+
+# --------------------------------------------------------------------------- inputs and model
+
+
+def make_corpora(work: Path, sizes: list[int], px: int) -> dict[int, Path]:
+    """The largest corpus from fakeface.synth (else Pillow); smaller ones hard-link a subset."""
+    big = max(sizes)
+    src = work / f"corpus_{big}"
+    if src.is_dir():  # a rerun with the same --workdir reuses its corpora
+        return {n: work / f"corpus_{n}" for n in sizes}
+    try:
+        from fakeface.synth import write_corpus
+
+        write_corpus(src, big // 2, big - big // 2, size=px, seed=0)
+    except ImportError:
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        src.mkdir(parents=True)
+        for i in range(big):
+            pixels = rng.integers(0, 256, (px // 8, px // 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).resize((px, px)).save(src / f"img_{i:05d}.jpg", quality=90)
+    files = sorted(p for p in src.rglob("*.jpg"))
+    corpora = {big: src}
+    for n in sizes:
+        if n == big:
+            continue
+        dst = work / f"corpus_{n}"
+        for f in files[:: max(1, len(files) // n)][:n]:
+            target = dst / f.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(f, target)
+        corpora[n] = dst
+    return corpora
+
+
+def build_bench_model(variant: str) -> tuple[Any, str]:
+    """The production variant from the model factory, else a tiny stand-in."""
+    try:
+        from fakeface.models.factory import build_model
+
+        return build_model(variant), variant
+    except ImportError:
+        import keras
+
+        inputs = keras.Input((None, None, 3), dtype="uint8")
+        x = keras.layers.Resizing(150, 150)(keras.ops.cast(inputs, "float32"))
+        x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x)), "tiny"
+
+
+def register(model: Any, shape: tuple[int, ...], alias: str | None) -> str:
+    """Log and register `model` with an image signature of `shape`; return its version."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("uint8"), shape, "image")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 1))]),
+    )
+    mlflow.set_experiment("bench-score")
+    with mlflow.start_run():
+        info = mlflow.keras.log_model(
+            model, name="model", signature=signature, pip_requirements=["keras"]
+        )
+    version = mlflow.register_model(info.model_uri, MODEL_NAME, tags={"threshold": "0.5"}).version
+    if alias:
+        mlflow.MlflowClient().set_registered_model_alias(MODEL_NAME, alias, version)
+    return str(version)
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def _decode_file(task: tuple[str, int, int]) -> int:
+    from fakeface.decode import decode_image
+
+    path, size, max_pixels = task
+    return int(decode_image(Path(path).read_bytes(), size, max_pixels).status == "ok")
+
+
+def decode_limit(corpus: Path, size: int, max_pixels: int, workers: int) -> float:
+    """Images/s of Pillow decode + resize alone, one process per core (pool start excluded)."""
+    files = [(str(p), size, max_pixels) for p in sorted(corpus.rglob("*.jpg"))]
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    with mp.get_context(method).Pool(workers) as pool:
+        pool.map(_decode_file, files[:workers])  # start and import in every worker
+        start = time.perf_counter()
+        ok = sum(pool.map(_decode_file, files, chunksize=8))
+        seconds = time.perf_counter() - start
+    assert ok == len(files), f"{len(files) - ok} benchmark images failed to decode"
+    return len(files) / seconds
+
+
+def model_limit(model: Any, n: int, size: int, batch_size: int) -> float:
+    """Images/s of the model alone on in-memory uint8 arrays (TensorFlow on every core)."""
+    from fakeface.score import predict_scores
+
+    images = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    predict_scores(model, images[: batch_size * 2], batch_size)  # trace both batch shapes
+    start = time.perf_counter()
+    predict_scores(model, images, batch_size)
+    return n / (time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------- peers
+
+
+def array_input(spark: Any, partition: str) -> Any:
+    """Ingested rows with the pixels as array<int>: what both peers take (untimed, cached)."""
+    from pyspark.sql.functions import pandas_udf
+
+    # (pandas is imported at module level: Spark resolves the hints in module globals)
+    @pandas_udf("array<int>")
+    def to_array(images: pd.Series) -> pd.Series:
+        return pd.Series([np.frombuffer(b, np.uint8).astype(np.int32) for b in images])
+
+    df = spark.read.parquet(partition).where("status = 'ok'")
+    out = partition.rstrip("/") + "_arrays"
+    df.select("image_id", to_array("image").alias("pixels")).write.mode("overwrite").parquet(out)
+    return spark.read.parquet(out)
+
+
+def run_pyfunc_udf(spark: Any, df: Any, model_uri: str) -> None:
+    """mlflow.pyfunc.spark_udf on the array column (reshaped by the model's signature)."""
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="float", env_manager="local")
+    df.select(udf(F.col("pixels")).alias("p")).write.format("noop").mode("overwrite").save()
+
+
+def run_predict_batch_udf(df: Any, model_dir: str, size: int, batch_size: int) -> None:
+    """pyspark.ml.functions.predict_batch_udf on the same array column."""
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import FloatType
+
+    def make_predict_fn() -> Callable[[np.ndarray], np.ndarray]:
+        import mlflow.keras
+
+        import fakeface  # noqa: F401  (custom layers)
+
+        model = mlflow.keras.load_model(model_dir)
+
+        def predict(pixels: np.ndarray) -> np.ndarray:
+            return model.predict_on_batch(pixels.astype(np.uint8)).reshape(-1)
+
+        return predict
+
+    udf = predict_batch_udf(
+        make_predict_fn,
+        return_type=FloatType(),
+        batch_size=batch_size,
+        input_tensor_shapes=[[size, size, 3]],
+    )
+    df.select(udf(F.col("pixels")).alias("p")).write.format("noop").mode("overwrite").save()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def marginal(sizes: list[int], seconds: dict[int, float]) -> float:
+    """Images/s between the smallest and the largest size."""
+    lo, hi = min(sizes), max(sizes)
+    dt = seconds[hi] - seconds[lo]
+    return (hi - lo) / dt if dt > 0 else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark once and print the markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs=2, default=[200, 600], metavar="N")
+    parser.add_argument("--px", type=int, default=600, help="side of the JPEGs")
+    parser.add_argument("--variant", default=None, help="model variant, default train.variant")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per size (min)")
+    parser.add_argument("--workdir", default=None, help="kept when given; default a temp dir")
+    args = parser.parse_args(argv)
+    sizes = sorted(args.sizes)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="fakeface-bench-score-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work}/mlflow.db"
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cores = os.cpu_count() or 1
+    try:
+        return _run(work, sizes, args.px, args.variant, cores, args.repeats)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(
+    work: Path, sizes: list[int], px: int, variant: str | None, cores: int, repeats: int
+) -> int:
+    import mlflow
+
+    from fakeface.config import load_config
+    from fakeface.ingest import run_ingest
+    from fakeface.score import download_model, run_score
+    from fakeface.spark import build_spark_session
+
+    cfg = load_config(
+        ROOT / "conf" / "local.yaml",
+        [
+            f"spark.master=local[{cores}]",
+            "spark.driver_memory=2g",
+            f"mlflow.artifact_root={work / 'artifacts'}",
+        ],
+        project_root=work,
+    )
+    size, batch = cfg.ingest.image_size, cfg.score.inference_batch_size
+    print(f"# corpora {sizes} of {px} px JPEGs in {work}", file=sys.stderr)
+    warm = 2 * cores
+    corpora = make_corpora(work, [warm, *sizes], px)
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    model, variant = build_bench_model(variant or cfg.train.variant)
+    register(model, (-1, -1, -1, 3), alias="champion")
+    fixed = register(model, (-1, size, size, 3), alias=None)  # pyfunc reshapes to a fixed shape
+    champion = f"models:/{MODEL_NAME}@champion"
+
+    spark = build_spark_session(cfg, "bench-score")
+    rows: list[dict[str, Any]] = []
+    runs = [warm, *sizes]
+    try:
+        # All preparation first (untimed): decoded Parquet, array<int> copies, model folder.
+        partitions = {}
+        for n in runs:
+            run_ingest(spark, cfg, str(corpora[n]), str(work / f"lake{n}"), RUN_DATE, False)
+            partitions[n] = str(work / f"lake{n}" / f"run_date={RUN_DATE}")
+        # array<int> rows are 4x the binary ones: Spark's default 4096-row vectorized Parquet
+        # batches of them overflow a 2 GiB driver heap.
+        spark.conf.set("spark.sql.parquet.columnarReaderBatchSize", "64")
+        arrays = {n: array_input(spark, partitions[n]) for n in runs}
+        model_dir = str(download_model(_resolved(cfg, champion), work / "model_dl"))
+
+        def measure(label: str, input_kind: str, fn: Callable[[int], Any]) -> None:
+            # An untimed run on a few images first (workers import TensorFlow, load the
+            # model), then each size `repeats` times, keeping the fastest: a Python worker
+            # that last decoded (no TensorFlow yet) can be handed any run, and must not
+            # decide the marginal rate.
+            seconds: dict[int, float] = {n: float("inf") for n in sizes}
+            peaks: dict[int, float] = dict.fromkeys(sizes, 0.0)
+            row = {"method": label, "input": input_kind, "seconds": seconds, "peak": peaks}
+            rows.append(row)
+            try:
+                fn(warm)
+                for _ in range(repeats):
+                    for n in sizes:
+                        print(f"# {label} n={n}", file=sys.stderr)
+                        t, peak = timed(lambda n=n: fn(n))
+                        seconds[n], peaks[n] = min(seconds[n], t), max(peaks[n], peak)
+            except Exception as exc:  # a failing peer is a result too; keep the others
+                row["error"] = (str(exc).strip().splitlines() or [repr(exc)])[0][:160]
+                print(f"# {label} failed: {row['error']}", file=sys.stderr)
+            row["rate"] = marginal(sizes, seconds)
+
+        measure(
+            "run_score",
+            "raw JPEG folder (decode + score)",
+            lambda n: run_score(
+                spark, cfg, str(corpora[n]), str(work / f"s_raw{n}"), RUN_DATE, champion
+            ),
+        )
+        measure(
+            "run_score",
+            f"ingested Parquet ({size} px)",
+            lambda n: run_score(
+                spark, cfg, partitions[n], str(work / f"s_pq{n}"), RUN_DATE, champion
+            ),
+        )
+        measure(
+            "mlflow.pyfunc.spark_udf",
+            f"same decoded pixels as array<int> ({size} px)",
+            lambda n: run_pyfunc_udf(spark, arrays[n], f"models:/{MODEL_NAME}/{fixed}"),
+        )
+        measure(
+            "predict_batch_udf",
+            f"same decoded pixels as array<int> ({size} px)",
+            lambda n: run_predict_batch_udf(arrays[n], model_dir, size, batch),
+        )
+    finally:
+        spark.stop()
+
+    decode_rate = decode_limit(corpora[max(sizes)], size, cfg.ingest.max_pixels, cores)
+    model_rate = model_limit(model, max(sizes), size, batch)
+    both = 1.0 / (1.0 / decode_rate + 1.0 / model_rate)  # decode and model share the cores
+    print(_table(rows, sizes, decode_rate, model_rate, both, variant, px, size, cores))
+    return 0
+
+
+def _resolved(cfg: Any, uri: str) -> Any:
+    from fakeface.registry import configure_mlflow, resolve_model
+
+    return resolve_model(configure_mlflow(cfg), uri)
+
+
+def _table(
+    rows: list[dict[str, Any]],
+    sizes: list[int],
+    decode_rate: float,
+    model_rate: float,
+    both: float,
+    variant: str,
+    px: int,
+    size: int,
+    cores: int,
+) -> str:
+    lo, hi = sizes
+    raw_rate = rows[0]["rate"]
+    lines = [
+        f"Scoring benchmark: model `{variant}`, {px} px JPEGs decoded to {size} px, "
+        f"{cores} cores, marginal rate between {lo} and {hi} images.",
+        "",
+        f"| method | input | images/s | t({lo}) s | t({hi}) s | peak MiB ({lo}) "
+        f"| peak MiB ({hi}) | vs limit |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        limit = both if row["input"].startswith("raw") else model_rate
+        if "error" in row:
+            lines.append(f"| {row['method']} | {row['input']} | failed: {row['error']} |||||||")
+            continue
+        lines.append(
+            f"| {row['method']} | {row['input']} | {row['rate']:.1f} "
+            f"| {row['seconds'][lo]:.1f} | {row['seconds'][hi]:.1f} "
+            f"| {row['peak'][lo]:.0f} | {row['peak'][hi]:.0f} | {row['rate'] / limit:.2f} |"
+        )
+    lines += [
+        f"| limit: decode alone | Pillow, {cores} processes | {decode_rate:.1f} | | | | | |",
+        f"| limit: model alone | in-memory uint8 arrays, all cores | {model_rate:.1f} | | | | | |",
+        f"| limit: decode + model | 1 / (1/decode + 1/model) | {both:.1f} | | | | | |",
+        "",
+        f"run_score (raw) reaches {raw_rate / both:.0%} of the decode + model limit; "
+        f"'vs limit' compares raw-folder rows with decode + model, decoded-input rows with "
+        f"the model alone.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,535 @@
+"""Scoring: numpy core, model packing, the scoring job on local Spark, safety and reruns.
+
+The models here are tiny and deterministic: mean brightness -> sigmoid, so bright images
+are "fake". They are logged and registered through MLflow like the training job does
+(test_promote.py and test_cluster.py import the helpers below).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from fakeface.errors import ModelError
+from tests.conftest import PROJECT_ROOT, encode
+
+THRESHOLD = 0.5
+MODEL_TAGS = {"variant": "tiny", "input_size": 16, "eval_accuracy": 1.0, "eval_auc": 1.0}
+
+# --------------------------------------------------------------------------- model helpers
+
+
+def tiny_model(sign: float = 1.0, gain: float = 4.0):
+    """uint8 (N, H, W, 3) -> sigmoid(sign * gain * (sum of channel means in [0,1] - 1.5))."""
+    import keras
+
+    from fakeface.models.layers import CastToFloat32
+
+    inputs = keras.Input((None, None, 3), dtype="uint8", name="image")
+    x = CastToFloat32(name="to_float32")(inputs)  # a fakeface custom layer: tests registration
+    x = keras.layers.Resizing(16, 16, name="resize")(x)
+    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    dense = keras.layers.Dense(1, activation="sigmoid", name="score")
+    outputs = dense(x)
+    model = keras.Model(inputs, outputs, name="tiny")
+    w = sign * gain
+    dense.set_weights([np.full((3, 1), w, np.float32), np.array([-1.5 * w], np.float32)])
+    return model
+
+
+def image_signature(shape: tuple[int, ...] = (-1, -1, -1, 3), dtype: str = "uint8"):
+    """An MLflow tensor signature for image input and one probability out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(dtype), shape, "image")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 1))]),
+    )
+
+
+def log_tiny_model(
+    sign: float = 1.0,
+    gain: float = 4.0,
+    signature: Any = "default",
+    eval_ids: list[str] | None = None,
+) -> tuple[str, str]:
+    """Log a tiny model in a run like training does; return (model URI, run id)."""
+    import hashlib
+
+    import mlflow
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    mlflow.set_experiment("tests-models")
+    with mlflow.start_run() as run:
+        info = mlflow.keras.log_model(
+            tiny_model(sign, gain),
+            name="model",
+            signature=image_signature() if signature == "default" else signature,
+            pip_requirements=["keras"],  # skips mlflow's slow requirement inference
+        )
+        if eval_ids is not None:
+            text = "\n".join(eval_ids) + "\n"
+            mlflow.log_text(text, "split/eval_image_ids.txt")
+            mlflow.set_tag("eval_image_ids_sha256", hashlib.sha256(text.encode()).hexdigest())
+    return info.model_uri, run.info.run_id
+
+
+def register_version(
+    model_uri: str,
+    name: str,
+    run_id: str | None = None,
+    threshold: float | None = THRESHOLD,
+    alias: str | None = None,
+) -> str:
+    """Register `model_uri` under `name` with the training tags; optionally set an alias."""
+    from mlflow.tracking import MlflowClient
+
+    from fakeface.registry import register_model
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    tags: dict[str, Any] = dict(MODEL_TAGS)
+    if threshold is not None:
+        tags["threshold"] = threshold
+    version = register_model(client, model_uri, name, tags, run_id)
+    if alias:
+        client.set_registered_model_alias(name, alias, version)
+    return version
+
+
+def bright(seed: int, size: int = 40) -> np.ndarray:
+    """A bright noisy image (scored as fake by the tiny model)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(170, 240, (size, size, 3), dtype=np.uint8)
+
+
+def dark(seed: int, size: int = 40) -> np.ndarray:
+    """A dark noisy image (scored as real by the tiny model)."""
+    rng = np.random.default_rng(seed + 1000)
+    return rng.integers(10, 80, (size, size, 3), dtype=np.uint8)
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def read_output(output: Path):
+    """Every committed partition of a scoring output, as pandas."""
+    return (
+        pads.dataset(str(output), format="parquet", partitioning="hive", exclude_invalid_files=True)
+        .to_table()
+        .to_pandas()
+    )
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def champion() -> dict[str, str]:
+    """A registered model whose @champion is the tiny brightness model (threshold 0.5)."""
+    uri, run_id = log_tiny_model()
+    name = "score-tests"
+    version = register_version(uri, name, run_id, alias="champion")
+    return {"name": name, "version": version, "uri": f"models:/{name}@champion"}
+
+
+@pytest.fixture
+def score_cfg(cfg):
+    """Small Arrow and inference batches, so batching and ragged batches are exercised."""
+    cfg.score.arrow_batch_size = 3
+    cfg.score.inference_batch_size = 2
+    return cfg
+
+
+@pytest.fixture
+def drop(tmp_path: Path) -> Path:
+    """A night's drop: 2 bright, 2 dark (one PNG), and 3 broken files."""
+    root = tmp_path / "drop"
+    good = encode(bright(1))
+    write(root / "a" / "bright_1.jpg", good)
+    write(root / "a" / "bright_2.jpg", encode(bright(2)))
+    write(root / "dark_1.jpg", encode(dark(1)))
+    write(root / "b" / "dark_2.png", encode(dark(2), "PNG"))
+    write(root / "empty.jpg", b"")
+    write(root / "truncated.jpg", good[: len(good) // 3])
+    write(root / "text.jpg", b"just some text, not an image")
+    return root
+
+
+BROKEN = {"empty.jpg": "empty", "truncated.jpg": ("truncated", "corrupt"), "text.jpg": None}
+
+
+def by_name(df) -> dict[str, Any]:
+    return {p.rsplit("/", 1)[-1]: row for p, row in zip(df.path, df.itertuples(), strict=True)}
+
+
+def check_rows(df, champion: dict[str, str], n_files: int) -> None:
+    """The invariants every scoring output must satisfy."""
+    assert len(df) == n_files
+    assert (df.model_name == champion["name"]).all()
+    assert (df.model_version == champion["version"]).all()
+    assert (df.threshold == THRESHOLD).all()
+    ok = df[df.status == "ok"]
+    assert ok.p_fake.notna().all() and ok.error.isna().all()
+    assert (ok.is_fake == (ok.p_fake.astype(np.float64) >= ok.threshold)).all()
+    err = df[df.status == "error"]
+    assert err.p_fake.isna().all() and err.is_fake.isna().all() and err.error.notna().all()
+    assert df.scored_at.notna().all()
+
+
+# --------------------------------------------------------------------------- numpy core
+
+
+def test_predict_scores_numpy_without_spark() -> None:
+    from fakeface.score import predict_scores
+
+    model = tiny_model()
+    images = np.stack([bright(1), dark(1), bright(2), dark(2), bright(3)])
+    scores = predict_scores(model, images, batch_size=2)
+    assert scores.shape == (5,) and scores.dtype == np.float32
+    assert (scores[[0, 2, 4]] > 0.9).all() and (scores[[1, 3]] < 0.1).all()
+    np.testing.assert_allclose(scores, predict_scores(model, images, batch_size=64), rtol=1e-5)
+    assert predict_scores(model, images[:0], batch_size=2).shape == (0,)
+    with pytest.raises(ModelError, match="uint8 images shaped"):
+        predict_scores(model, images[0], batch_size=2)
+    with pytest.raises(ModelError, match="uint8 images shaped"):
+        predict_scores(model, images.astype(np.float32), batch_size=2)
+
+
+def test_score_frame_marks_unusable_rows_nan() -> None:
+    import pandas as pd
+
+    from fakeface.score import score_frame
+
+    model = tiny_model()
+    small, other = bright(1, 8), dark(1, 12)
+    images = pd.Series([small.tobytes(), None, b"\x00" * 5, other.tobytes()])
+    heights = pd.Series([8, None, 8, 12], dtype="Int32")
+    widths = pd.Series([8, None, 8, 12], dtype="Int32")
+    scores = score_frame(model, images, heights, widths, batch_size=4)
+    assert np.isnan(scores[[1, 2]]).all()
+    assert scores[0] > 0.9 and scores[3] < 0.1  # two sizes in one batch both score
+
+
+def test_pack_and_load_cached(champion: dict[str, str], tmp_path: Path) -> None:
+    from fakeface.registry import ResolvedModel
+    from fakeface.score import download_model, load_model_cached, pack_model_dir
+
+    resolved = ResolvedModel(champion["name"], champion["version"], "", THRESHOLD, None, None, {})
+    data = pack_model_dir(download_model(resolved, tmp_path / "dl"))
+    first = load_model_cached(data, "pack-test/1", num_threads=1)
+    assert load_model_cached(b"not read on a hit", "pack-test/1") is first
+    images = np.stack([bright(5), dark(5)])
+    expected = tiny_model().predict_on_batch(images)
+    np.testing.assert_allclose(first.predict_on_batch(images), expected, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- the job on Spark
+
+
+def test_scores_drop_with_broken_files_and_reruns(
+    spark, score_cfg, champion, drop: Path, tmp_path: Path
+) -> None:
+    from fakeface.score import OUTPUT_COLUMNS, run_score
+
+    out = tmp_path / "scores"
+    summary = run_score(spark, score_cfg, str(drop), str(out), "2026-02-01", champion["uri"])
+    df = read_output(out)
+    check_rows(df, champion, n_files=7)
+    schema = pads.dataset(str(out / "run_date=2026-02-01"), format="parquet").schema
+    assert schema.names == OUTPUT_COLUMNS
+    types = {f.name: str(f.type) for f in schema}
+    assert types["p_fake"] == "float" and types["is_fake"] == "bool"
+    assert types["threshold"] == "double" and types["scored_at"].startswith("timestamp")
+    rows = by_name(df)
+    for name, kinds in BROKEN.items():
+        assert rows[name].status == "error", name
+        if kinds:
+            kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+            assert rows[name].error.split(":")[0] in kinds, rows[name].error
+    assert {n for n, r in rows.items() if r.is_fake is True} == {"bright_1.jpg", "bright_2.jpg"}
+    assert {n for n, r in rows.items() if r.is_fake is False} == {"dark_1.jpg", "dark_2.png"}
+    assert summary["counts"] == {"ok": 4, "error": 3}
+    assert summary["n_images"] == 7 and summary["n_errors"] == 3 and summary["skipped"] == 0
+    assert summary["share_flagged"] == 0.5 and summary["flagged"] == 2
+    assert sum(summary["histogram"]["counts"]) == 4
+    assert summary["histogram"]["counts"][0] == 2 and summary["histogram"]["counts"][-1] == 2
+    assert summary["model_version"] == champion["version"] and summary["input_kind"] == "images"
+    assert summary["mlflow_run_id"]
+    assert (out / "_summaries" / "run_date=2026-02-01.json").is_file()
+    _check_mlflow_run(summary)
+
+    # A rerun of the date replaces it: same rows, no duplicates, nothing left staged.
+    run_score(spark, score_cfg, str(drop), str(out), "2026-02-01", champion["uri"])
+    again = read_output(out)
+    assert len(again) == 7 and not again.duplicated(["path"]).any()
+    assert _key(again) == _key(df)
+    assert list((out / "_staging").iterdir()) == []
+
+
+def _key(df) -> list[tuple]:
+    return sorted(zip(df.path, df.status, df.p_fake.round(6).fillna(-1), strict=True))
+
+
+def _check_mlflow_run(summary: dict[str, Any]) -> None:
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.data.metrics["n_images"] == 7 and run.data.metrics["n_errors"] == 3
+    assert run.data.metrics["share_flagged"] == 0.5
+    assert run.data.params["model_version"] == summary["model_version"]
+    assert run.data.params["run_date"] == "2026-02-01"
+    path = client.download_artifacts(run.info.run_id, "score_histogram.json")
+    assert json.loads(Path(path).read_text())["counts"] == summary["histogram"]["counts"]
+
+
+@pytest.mark.reliability
+def test_crash_before_commit_then_rerun_is_exact(
+    spark, score_cfg, champion, drop: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from fakeface import storage
+    from fakeface.score import run_score
+
+    out = tmp_path / "scores"
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("killed between stage and commit")
+
+    monkeypatch.setattr(storage, "commit_partition", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_score(spark, score_cfg, str(drop), str(out), "2026-02-02", champion["uri"])
+    assert not (out / "run_date=2026-02-02").exists()
+    assert len(list((out / "_staging").iterdir())) == 1
+    monkeypatch.undo()
+
+    run_score(spark, score_cfg, str(drop), str(out), "2026-02-02", champion["uri"])
+    df = read_output(out)
+    check_rows(df, champion, n_files=7)
+    assert not df.duplicated(["path"]).any()
+
+
+def test_incremental_skips_ids_scored_by_this_version(
+    spark, score_cfg, champion, drop: Path, tmp_path: Path
+) -> None:
+    from fakeface.score import run_score
+
+    out = tmp_path / "scores"
+    run_score(spark, score_cfg, str(drop), str(out), "2026-02-03", champion["uri"])
+    # Next night: yesterday's files again (renamed copies) plus two new images.
+    night2 = tmp_path / "drop2"
+    for i, src in enumerate(sorted(p for p in drop.rglob("*") if p.is_file())):
+        write(night2 / f"again_{i}{src.suffix}", src.read_bytes())
+    write(night2 / "new_bright.jpg", encode(bright(7)))
+    write(night2 / "new_dark.jpg", encode(dark(7)))
+
+    summary = run_score(
+        spark, score_cfg, str(night2), str(out), "2026-02-04", champion["uri"], incremental=True
+    )
+    day2 = read_output(out).query("run_date == '2026-02-04'")
+    names = set(by_name(day2))
+    # The 4 images scored 'ok' yesterday are skipped; the 3 broken ones are tried again.
+    assert summary["skipped"] == 4
+    assert {"new_bright.jpg", "new_dark.jpg"} <= names and len(day2) == 5
+    assert summary["n_images"] == 5 and summary["incremental"] is True
+
+    # Rerunning the same date incrementally must not skip that date's own rows.
+    again = run_score(
+        spark, score_cfg, str(night2), str(out), "2026-02-04", champion["uri"], incremental=True
+    )
+    assert again["skipped"] == 4
+    assert len(read_output(out).query("run_date == '2026-02-04'")) == 5
+
+
+def test_scores_an_ingested_dataset(spark, score_cfg, champion, drop: Path, tmp_path: Path) -> None:
+    from fakeface.ingest import run_ingest
+    from fakeface.score import run_score
+
+    lake = tmp_path / "ingested"
+    run_ingest(spark, score_cfg, str(drop), str(lake), "2026-02-05", labeled=False)
+    run_ingest(spark, score_cfg, str(drop / "a"), str(lake), "2026-02-06", labeled=False)
+    out = tmp_path / "scores"
+    summary = run_score(spark, score_cfg, str(lake), str(out), "2026-02-06", champion["uri"])
+    assert summary["input_kind"] == "ingested"
+    df = read_output(out)
+    check_rows(df, champion, n_files=7 + 2)  # every row of every date (documented)
+    # One partition folder given directly: that date only.
+    single = run_score(
+        spark, score_cfg, str(lake / "run_date=2026-02-06"), str(out), "2026-02-07", champion["uri"]
+    )
+    assert single["input_kind"] == "partition" and single["n_images"] == 2
+    assert single["flagged"] == 2
+
+
+# --------------------------------------------------------------------------- model safety
+
+
+def test_model_without_threshold_is_refused(spark, score_cfg, drop: Path, tmp_path: Path) -> None:
+    from fakeface.score import run_score
+
+    uri, run_id = log_tiny_model()
+    register_version(uri, "score-no-threshold", run_id, threshold=None, alias="champion")
+    with pytest.raises(ModelError, match="no 'threshold' tag"):
+        run_score(
+            spark,
+            score_cfg,
+            str(drop),
+            str(tmp_path / "o"),
+            "2026-02-08",
+            "models:/score-no-threshold@champion",
+        )
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("signature", "needle"),
+    [
+        (((-1, 64, 64, 3), "uint8"), r"expects images of shape \(N, 64, 64, 3\).*32x32x3 uint8"),
+        (((-1, -1, -1, 3), "float32"), "expects float32 tensors"),
+        (((-1, 32, 32), "uint8"), r"shape \(N, 32, 32\)"),
+        (None, "no input signature"),
+    ],
+)
+def test_input_signature_mismatch_is_refused(
+    spark, score_cfg, drop: Path, tmp_path: Path, signature, needle: str
+) -> None:
+    from fakeface.score import run_score
+
+    sig = image_signature(*signature) if signature else None
+    uri, run_id = log_tiny_model(signature=sig)
+    name = f"score-sig-{len(needle)}"
+    version = register_version(uri, name, run_id)
+    with pytest.raises(ModelError, match=needle) as info:
+        run_score(
+            spark,
+            score_cfg,
+            str(drop),
+            str(tmp_path / "o"),
+            "2026-02-09",
+            f"models:/{name}/{version}",
+        )
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- the job script
+
+
+class _SharedSession:
+    """The test session, handed to a job's main; its stop() must not end the fixture."""
+
+    def __init__(self, spark: Any) -> None:
+        self._spark = spark
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spark, name)
+
+    def stop(self) -> None:
+        pass
+
+
+def _load_job(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        f"job_{name}", PROJECT_ROOT / "jobs" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_job_exits_4_when_error_share_is_over_the_limit_but_writes_rows(
+    spark, champion, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from fakeface import spark as spark_module
+    from fakeface.cli import run_job
+
+    monkeypatch.setattr(
+        spark_module, "build_spark_session", lambda cfg, suffix="": _SharedSession(spark)
+    )
+    root = tmp_path / "bad_night"
+    write(root / "ok.jpg", encode(bright(9)))
+    for i in range(3):
+        write(root / f"broken_{i}.jpg", b"garbage %d" % i)
+    out = tmp_path / "scores"
+    job = _load_job("score")
+    args = [
+        "--input",
+        str(root),
+        "--output",
+        str(out),
+        "--run-date",
+        "2026-02-10",
+        "--model",
+        champion["uri"],
+        "--set",
+        "ingest.image_size=32",
+        "--set",
+        f"mlflow.artifact_root={tmp_path / 'artifacts'}",
+    ]
+    assert run_job(job.main, args) == 4
+    captured = capsys.readouterr()
+    assert "score 2026-02-10:" in captured.out and "errors=3" in captured.out
+    assert "error share 0.75 > score.max_error_share 0.25" in captured.err
+    check_rows(read_output(out), champion, n_files=4)
+    # Under the limit the same night exits 0.
+    assert run_job(job.main, [*args, "--set", "score.max_error_share=0.8"]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+@pytest.mark.timeout(170)
+def test_job_killed_mid_write_then_rerun_is_exact(
+    spark, score_cfg, champion, drop: Path, tmp_path: Path
+) -> None:
+    from fakeface.score import run_score
+
+    out = tmp_path / "scores"
+    cmd = [
+        sys.executable, str(PROJECT_ROOT / "jobs" / "score.py"),
+        "--input", str(drop), "--output", str(out), "--run-date", "2026-02-11",
+        "--model", champion["uri"],
+        "--set", "spark.master=local[1]", "--set", "spark.driver_memory=1g",
+        "--set", "ingest.image_size=32",
+        "--set", f"mlflow.artifact_root={tmp_path / 'artifacts'}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=PROJECT_ROOT, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    staging = out / "_staging"
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and proc.poll() is None:
+            if staging.is_dir() and any(staging.iterdir()):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its JVM: no cleanup at all
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not (out / "run_date=2026-02-11").exists()
+
+    run_score(spark, score_cfg, str(drop), str(out), "2026-02-11", champion["uri"])
+    df = read_output(out)
+    check_rows(df, champion, n_files=7)
+    assert not df.duplicated(["path"]).any()
