@@ -380,23 +380,26 @@ def read_input(
     return rows, rows.select("path")
 
 
-def decode_if_needed(cfg: Config, df: DataFrame, kind: str) -> DataFrame:
+def decode_size(cfg: Config, resolved: ResolvedModel) -> int:
+    """Raw images are decoded at the size the model was trained on (its `input_size` tag)."""
+    return resolved.input_size or cfg.ingest.image_size
+
+
+def decode_if_needed(cfg: Config, df: DataFrame, kind: str, size: int) -> DataFrame:
     """Raw files are decoded here, in the scoring pass (no intermediate write)."""
     from fakeface.ingest import decode_images
 
     if kind != "images":
         return df
-    return decode_images(
-        df.select("path", "content"), cfg.ingest.image_size, cfg.ingest.max_pixels, labeled=False
-    )
+    return decode_images(df.select("path", "content"), size, cfg.ingest.max_pixels, labeled=False)
 
 
-def image_shapes(cfg: Config, df: DataFrame, kind: str) -> list[tuple[int, int]]:
-    """The (H, W) sizes the model will see: the ingest size, or those stored in the dataset."""
+def image_shapes(df: DataFrame, kind: str, size: int) -> list[tuple[int, int]]:
+    """The (H, W) sizes the model will see: the decode size, or those stored in the dataset."""
     from pyspark.sql import functions as F
 
     if kind == "images":
-        return [(cfg.ingest.image_size, cfg.ingest.image_size)]
+        return [(size, size)]
     rows = df.where(F.col("status") == STATUS_OK).select("height", "width").distinct().collect()
     return [(int(r["height"]), int(r["width"])) for r in rows if r["height"] is not None]
 
@@ -466,13 +469,14 @@ def run_score(
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.score.arrow_batch_size))
     kind = detect_input(spark, input_path)
     rows, countable = read_input(spark, cfg, input_path, kind)
-    packed = package_model(resolved, image_shapes(cfg, rows, kind))
+    size = decode_size(cfg, resolved)
+    packed = package_model(resolved, image_shapes(rows, kind, size))
 
     skip_ids = scored_ids(spark, output_path, run_date, resolved) if incremental else None
     n_input = countable.count() if skip_ids is not None else None
     if skip_ids is not None:
         rows = rows.join(skip_ids, "image_id", "left_anti")
-    decoded = decode_if_needed(cfg, rows, kind)
+    decoded = decode_if_needed(cfg, rows, kind, size)
 
     sc = spark.sparkContext
     task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))

@@ -67,7 +67,11 @@ class HadoopFS:
         return [s.getPath().getName() for s in self._fs.listStatus(self.path(*parts))]
 
     def create_new(self, text: str, *parts: str) -> bool:
-        """Create a file only if absent (atomic on local and HDFS); True when created."""
+        """Create a file with `text` only if absent (atomic on local and HDFS); True if created."""
+        if self._fs.getScheme() == "file":
+            # Hadoop's local createNewFile checks, then opens without O_EXCL: two processes
+            # can both "create" the file. A hard link is atomic and the text is already in.
+            return _create_new_local(str(self.path(*parts).toUri().getPath()), text)
         try:
             if not self._fs.createNewFile(self.path(*parts)):
                 return False
@@ -97,6 +101,28 @@ class HadoopFS:
             stream.write(bytearray(text.encode("utf-8")))
         finally:
             stream.close()
+
+
+def _create_new_local(path: str, text: str) -> bool:
+    """Atomically create `path` holding `text`; False when it already exists."""
+    temp = f"{path}.{uuid.uuid4().hex}.tmp"
+    with open(temp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    try:
+        os.link(temp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: O_EXCL, then the text
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return True
+    finally:
+        os.unlink(temp)
 
 
 def qualify(path: str) -> str:
@@ -167,29 +193,70 @@ def staged_uri(output_path: str, staged: str) -> str:
     return qualify(output_path.rstrip("/") + f"/_staging/{staged}")
 
 
+def _trash_name(run_date: str) -> str:
+    """`<date>-<ns since epoch, 20 digits>-<random>`: newer sorts last."""
+    return f"{run_date}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+
+
+def _trash_order(name: str) -> tuple[bool, str]:
+    # Names without the time stamp were written by older code: they are the oldest.
+    stamp = name.split("-")[3:4]
+    return (bool(stamp) and len(stamp[0]) == 20 and stamp[0].isdigit(), name)
+
+
 def repair_partition(fs: HadoopFS, run_date: str) -> None:
-    """Undo a commit cut between its two renames: restore the trashed partition."""
+    """Undo a commit cut between its two renames: restore the newest trashed partition.
+
+    When the live partition exists, trashed copies of the date are stale (a commit cut
+    after its second rename) and are deleted, so that a later repair cannot restore them.
+    """
     live = partition_name(run_date)
+    trashed = sorted(
+        (n for n in fs.list_names("_trash") if n.startswith(run_date + "-")), key=_trash_order
+    )
     if fs.exists(live):
+        for name in trashed:
+            log.warning("deleting stale _trash/%s", name)
+            fs.delete("_trash", name)
         return
-    trashed = sorted(n for n in fs.list_names("_trash") if n.startswith(run_date + "-"))
     if trashed:
-        log.warning("restoring %s from an interrupted commit", live)
+        log.warning("restoring %s from an interrupted commit (_trash/%s)", live, trashed[-1])
         fs.rename(("_trash", trashed[-1]), (live,))
+        for name in trashed[:-1]:
+            fs.delete("_trash", name)
 
 
-def commit_partition(spark: SparkSession, output_path: str, staged: str, run_date: str) -> None:
-    """Swap the staged folder in as `run_date=<date>`, under the date's lock."""
+def commit_partition(
+    spark: SparkSession,
+    output_path: str,
+    staged: str,
+    run_date: str,
+    summary: dict | None = None,
+) -> None:
+    """Swap the staged folder in as `run_date=<date>`, under the date's lock.
+
+    `summary`, when given, is written to `_summaries/` under the same lock, so that it
+    always describes the partition that is live.
+    """
     fs = HadoopFS(spark, output_path)
     live = partition_name(run_date)
     with PartitionLock(fs, run_date):
         repair_partition(fs, run_date)
         fs.mkdirs("_trash")
-        trash_name = f"{run_date}-{uuid.uuid4().hex[:12]}"
+        trash_name = _trash_name(run_date)
         if fs.exists(live):
             fs.rename((live,), ("_trash", trash_name))
-        fs.rename(("_staging", staged), (live,))
+        try:
+            if fs.exists(live):  # a rename onto a folder would move the data inside it
+                raise FakefaceError(f"{live} came back during the commit; another writer?")
+            fs.rename(("_staging", staged), (live,))
+        except Exception:
+            if fs.exists("_trash", trash_name) and not fs.exists(live):
+                fs.rename(("_trash", trash_name), (live,))  # put the old partition back
+            raise
         fs.delete("_trash", trash_name)
+        if summary is not None:
+            write_summary(spark, output_path, run_date, summary)
     clean_stale_staging(fs, run_date, keep=staged)
 
 
@@ -208,4 +275,9 @@ def write_summary(spark: SparkSession, output_path: str, run_date: str, summary:
     fs.mkdirs("_summaries")
     name = f"{partition_name(run_date)}.json"
     fs.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str), "_summaries", name)
-    return output_path.rstrip("/") + f"/_summaries/{name}"
+    return summary_location(output_path, run_date)
+
+
+def summary_location(output_path: str, run_date: str) -> str:
+    """Where `write_summary` puts the summary of `run_date`."""
+    return output_path.rstrip("/") + f"/_summaries/{partition_name(run_date)}.json"

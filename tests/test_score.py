@@ -23,7 +23,7 @@ from fakeface.errors import ModelError
 from tests.conftest import PROJECT_ROOT, encode
 
 THRESHOLD = 0.5
-MODEL_TAGS = {"variant": "tiny", "input_size": 16, "eval_accuracy": 1.0, "eval_auc": 1.0}
+MODEL_TAGS = {"variant": "tiny", "input_size": 32, "eval_accuracy": 1.0, "eval_auc": 1.0}
 
 # --------------------------------------------------------------------------- model helpers
 
