@@ -92,7 +92,7 @@ def main() -> int:
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
         keras.utils.set_random_seed(0)
         model = build_model(variant)
-        _compile(model, 1e-3)
+        _compile(model, cfg, 1e-3, steps)
         with feed.training_dataset(converter, batch, 256, 0) as dataset:
             model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)  # warm-up: tracing
             started = time.perf_counter()

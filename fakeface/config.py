@@ -62,6 +62,10 @@ class TrainSettings:
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 1e-4
+    lr_schedule: str = "constant"
+    label_smoothing: float = 0.0
     weights: str = "none"
     fine_tune_epochs: int = 0
     fine_tune_layers: int = 20
@@ -299,6 +303,12 @@ def validate_config(cfg: Config) -> None:
         (0 < cfg.train.eval_fraction < 1, "train.eval_fraction must be between 0 and 1"),
         (0 < cfg.train.val_fraction < 1, "train.val_fraction must be between 0 and 1"),
         (cfg.train.learning_rate > 0, "train.learning_rate must be positive"),
+        (cfg.train.optimizer in ("adam", "adamw"), "train.optimizer must be adam or adamw"),
+        (
+            cfg.train.lr_schedule in ("constant", "cosine"),
+            "train.lr_schedule must be constant or cosine",
+        ),
+        (0 <= cfg.train.label_smoothing < 0.5, "train.label_smoothing must be in [0, 0.5)"),
         (0 <= cfg.score.max_error_share <= 1, "score.max_error_share must be between 0 and 1"),
         (cfg.score.arrow_batch_size > 0, "score.arrow_batch_size must be positive"),
         (cfg.score.inference_batch_size > 0, "score.inference_batch_size must be positive"),

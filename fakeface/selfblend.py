@@ -1,4 +1,4 @@
-"""Self-blended fakes: paste eye/nose/mouth regions from a jittered source through soft masks (pure numpy)."""
+"""Self-blended fakes: paste face regions from a jittered source through soft masks (numpy)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ import numpy as np
 REGIONS = ("left_eye", "right_eye", "nose", "mouth")
 
 # Typical-face prior, as fractions of the image side, for loosely aligned square face crops
-# (measured with MTCNN on the 160 px real faces: eye centre y~0.49, eye distance ~0.26, mouth y~0.75).
+# (MTCNN on the 160 px real faces: eye centre y~0.49, eye distance ~0.26, mouth y~0.75).
 PRIOR_LANDMARKS = np.array(
     [[0.405, 0.49], [0.665, 0.49], [0.535, 0.62], [0.45, 0.75], [0.62, 0.75]], dtype=np.float32
 )
 
 
 def prior_landmarks(height: int, width: int) -> np.ndarray:
-    """Five landmarks (left eye, right eye, nose, mouth left, mouth right) from the typical-face prior."""
+    """Five landmarks (left eye, right eye, nose, mouth left, mouth right) from the prior."""
     return PRIOR_LANDMARKS * np.array([width, height], dtype=np.float32)
 
 
 def region_ellipses(landmarks: np.ndarray) -> np.ndarray:
-    """(4, 4) array of ellipse (cx, cy, rx, ry) for left eye, right eye, nose, mouth from 5 landmarks."""
+    """(4, 4) ellipses (cx, cy, rx, ry) for left eye, right eye, nose, mouth from 5 landmarks."""
     lm = np.asarray(landmarks, dtype=np.float32)
     le, re, no, ml, mr = lm
     e = max(float(np.linalg.norm(re - le)), 4.0)
@@ -53,16 +53,20 @@ def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
 
 def soft_blur(a: np.ndarray, sigma: float) -> np.ndarray:
     """Approximate Gaussian blur (three box passes) of a float array."""
-    r = int(round(sigma * 0.9))
+    r = round(sigma * 0.9)
     for _ in range(3):
         a = _box_blur(a, r)
     return a
 
 
 def region_mask(
-    shape: tuple[int, int], ellipse, rng: np.random.Generator, jitter: float = 0.25, max_soft: float = 0.35
+    shape: tuple[int, int],
+    ellipse,
+    rng: np.random.Generator,
+    jitter: float = 0.25,
+    max_soft: float = 0.35,
 ) -> np.ndarray:
-    """Soft random mask in [0, 1] around one region: jittered, wobbly ellipse with a blurred edge."""
+    """Soft random mask in [0, 1] around one region: jittered wobbly ellipse, blurred edge."""
     h, w = shape
     cx, cy, rx, ry = (float(v) for v in ellipse)
     cx += rng.uniform(-jitter, jitter) * rx * 0.5
@@ -87,7 +91,8 @@ def jitter_source(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x = image.astype(np.float32)
     h, w = x.shape[:2]
     # colour and tone
-    x = x * rng.uniform(0.85, 1.15, size=3).astype(np.float32) + rng.uniform(-18, 18, size=3).astype(np.float32)
+    gain = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
+    x = x * gain + rng.uniform(-18, 18, size=3).astype(np.float32)
     mean = x.mean(axis=(0, 1), keepdims=True)
     x = (x - mean) * rng.uniform(0.8, 1.2) + mean
     # blur or sharpen
@@ -108,6 +113,21 @@ def jitter_source(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
+def match_colour(
+    src: np.ndarray, dst: np.ndarray, weight: np.ndarray, strength: float
+) -> np.ndarray:
+    """Move src's weighted per-channel mean/std towards dst's (Reinhard transfer), by strength."""
+    wsum = float(weight.sum())
+    if wsum < 1e-6 or strength <= 0:
+        return src
+    w = weight[..., None] / wsum
+    mu_s, mu_d = (src * w).sum((0, 1)), (dst * w).sum((0, 1))
+    sd_s = np.sqrt(((src - mu_s) ** 2 * w).sum((0, 1))) + 1e-3
+    sd_d = np.sqrt(((dst - mu_d) ** 2 * w).sum((0, 1))) + 1e-3
+    matched = (src - mu_s) * (sd_d / sd_s) + mu_d
+    return (1 - strength) * src + strength * matched
+
+
 def make_self_blended(
     image: np.ndarray,
     rng: np.random.Generator,
@@ -116,7 +136,7 @@ def make_self_blended(
     donor_landmarks: np.ndarray | None = None,
     p_region: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Blend 1-4 random regions from a jittered source into `image`; return (fake uint8, mask HxW, flags[4])."""
+    """Blend 1-4 regions from a jittered source into `image` -> (fake uint8, mask HxW, flags[4])."""
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError("image must be (H, W, 3)")
@@ -138,12 +158,13 @@ def make_self_blended(
             d = d[yy][:, xx]
         src_img = d
     src = jitter_source(src_img, rng)
-    if donor is not None:  # roughly match the donor's colour to the target's
-        src = src - src.mean((0, 1)) + img.astype(np.float32).mean((0, 1)) * rng.uniform(0.9, 1.1)
     ell = region_ellipses(lm)
     mask = np.zeros((h, w), np.float32)
     for k in np.flatnonzero(flags):
         mask = np.maximum(mask, region_mask((h, w), ell[k], rng))
+    # colour transfer inside the mask (how a retoucher matches a pasted part), random strength
+    strength = rng.uniform(0.5, 1.0) if donor is not None else rng.uniform(0.0, 1.0)
+    src = match_colour(src, img.astype(np.float32), mask, strength)
     out = img.astype(np.float32) * (1 - mask[..., None]) + src * mask[..., None]
     out = np.where(mask[..., None] > 0, out, img.astype(np.float32))
     return np.clip(out.round(), 0, 255).astype(np.uint8), mask, flags.astype(np.int64)

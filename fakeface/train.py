@@ -54,17 +54,19 @@ class VariantResult:
 
 
 def resolve_variants(requested: str | None, cfg: Config) -> list[str]:
-    """`--variant NAME|all` (default: the production recipe in config) -> variant names."""
+    """`--variant NAME|A,B|all` (default: the production recipe in config) -> variant names."""
     from fakeface.models.factory import get_variant, list_variants
 
     name = requested or cfg.train.variant
     if name == "all":
         return list_variants()
-    try:
-        get_variant(name)
-    except ValueError as exc:
-        raise FakefaceError(str(exc)) from None
-    return [name]
+    names = [n.strip() for n in name.split(",") if n.strip()]
+    for variant in names:
+        try:
+            get_variant(variant)
+        except ValueError as exc:
+            raise FakefaceError(str(exc)) from None
+    return names
 
 
 def load_training_frame(spark: SparkSession, data_path: str) -> DataFrame:
@@ -133,8 +135,11 @@ def configure_tensorflow(spark: SparkSession | None) -> Any:
     if spark is not None and not spark.sparkContext.master.startswith("local"):
         busy = int(spark.conf.get("spark.driver.cores", "1"))
     # In local mode Spark's executors sit idle while Keras fits, so TF gets every core.
-    tf.config.threading.set_intra_op_parallelism_threads(max(1, cores - busy))
-    tf.config.threading.set_inter_op_parallelism_threads(2)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, cores - busy))
+        tf.config.threading.set_inter_op_parallelism_threads(2)
+    except RuntimeError:  # TF already running in this process (notebooks, tests): keep it
+        log.debug("TensorFlow already initialised; thread settings unchanged")
     return tf.distribute.get_strategy()
 
 
@@ -172,12 +177,27 @@ class _EpochLogger:
         return Logger()
 
 
-def _compile(model: keras.Model, learning_rate: float) -> None:
+def _compile(model: keras.Model, cfg: Config, learning_rate: float, total_steps: int) -> None:
+    """Optimizer, schedule and loss from the training config."""
     import keras
 
+    rate: Any = learning_rate
+    if cfg.train.lr_schedule == "cosine":
+        warmup = max(1, total_steps // 20)
+        rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate / 10,
+            decay_steps=max(1, total_steps - warmup),
+            alpha=0.02,
+            warmup_target=learning_rate,
+            warmup_steps=warmup,
+        )
+    if cfg.train.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=cfg.train.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(rate)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="binary_crossentropy",
+        optimizer=optimizer,
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=cfg.train.label_smoothing),
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
     )
 
@@ -205,9 +225,10 @@ def fit_variant(
         # A random base learns nothing frozen: only pretrained bases start frozen.
         if spec.pretrained and use_weights != "none":
             set_base_trainable(model, False)
-        _compile(model, cfg.train.learning_rate)
     batch = cfg.train.batch_size
     steps = max(1, math.ceil(len(train_converter) / batch))
+    with strategy.scope():
+        _compile(model, cfg, cfg.train.learning_rate, steps * epochs)
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=cfg.train.patience, restore_best_weights=True
     )
@@ -225,7 +246,7 @@ def fit_variant(
             if unfreeze is not None:
                 with strategy.scope():
                     set_base_trainable(model, True, unfreeze)
-                    _compile(model, learning_rate)
+                    _compile(model, cfg, learning_rate, steps * phase_epochs)
             fit = model.fit(
                 dataset,
                 steps_per_epoch=steps,

@@ -19,7 +19,9 @@ from fakeface.cli import base_parser, load_job_config, require_dir, run_job
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser("train", "Train CNN variants with MLflow tracking and registration.")
     parser.add_argument("--data", required=True, help="ingested Parquet dataset folder")
-    parser.add_argument("--variant", default=None, help="variant name or 'all' (default: config)")
+    parser.add_argument(
+        "--variant", default=None, help="variant name, a comma list, or 'all' (default: config)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: config)")
     parser.add_argument(
         "--weights", default=None, help="none | imagenet | PATH (transfer variants)"

@@ -164,6 +164,52 @@ def _custom_aug(x, *, weights: str):
 
 
 # ---------------------------------------------------------------------------------------------
+# our own: the best from-scratch CNN of the accuracy study (research/accuracy/RESULTS.md)
+# ---------------------------------------------------------------------------------------------
+
+
+def residual_block(x, filters: int, stride: int, name: str):
+    """Two 3x3 conv + batch norm with a (projected) shortcut."""
+    shortcut = x
+    x = layers.Conv2D(
+        filters, 3, strides=stride, padding="same", use_bias=False, name=name + "_c1"
+    )(x)
+    x = layers.BatchNormalization(name=name + "_bn1")(x)
+    x = layers.Activation("relu", name=name + "_relu1")(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name + "_c2")(x)
+    x = layers.BatchNormalization(name=name + "_bn2")(x)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=name + "_sc")(
+            shortcut
+        )
+        shortcut = layers.BatchNormalization(name=name + "_scbn")(shortcut)
+    x = layers.Add(name=name + "_add")([x, shortcut])
+    return layers.Activation("relu", name=name + "_out")(x)
+
+
+def residual_features(x, width: int = 16, dropout: float = 0.3):
+    """Stem + 4 residual stages (2w, 4w, 8w, 8w; stride 2 each) + global average pool."""
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    for i, mult in enumerate((2, 4, 8, 8)):
+        x = residual_block(x, width * mult, 2, f"block{i}")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return layers.Dropout(dropout, name="dropout")(x)
+
+
+@register_variant(
+    "residual", input_size=64, description="residual CNN from scratch (64 px), flip + shift"
+)
+def _residual(x, *, weights: str):
+    # Light geometric augmentation only: the study's colour/blur ones erase editing traces.
+    x = layers.RandomFlip("horizontal", name="flip")(x)
+    x = layers.RandomTranslation(4 / 64, 4 / 64, fill_mode="reflect", name="shift")(x)
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale", dtype="float32")(x)
+    return _score(residual_features(x))
+
+
+# ---------------------------------------------------------------------------------------------
 # transfer learning on keras.applications bases
 # ---------------------------------------------------------------------------------------------
 

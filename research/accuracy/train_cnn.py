@@ -41,11 +41,20 @@ ap.add_argument("--lr", type=float, default=2e-3)
 ap.add_argument("--batch", type=int, default=32)
 ap.add_argument("--wd", type=float, default=1e-4)
 ap.add_argument("--tag", default="cnn")
+ap.add_argument("--stem_stride", type=int, default=1)
+ap.add_argument("--seed", type=int, default=0, help="added to the fold index for init/sampling seeds")
+ap.add_argument("--unaligned", type=int, default=0, help="use the raw 160 px images (SBI still placed by landmarks)")
 args = ap.parse_args()
 
 d = common.load()
-z = np.load(f"/tmp/ff/aligned{args.size}.npz")
-X, P = z["x"], z["pts"]
+if args.unaligned:
+    import feats
+
+    X, P = d["x"], feats.fill_pts(d["pts"])
+    args.size = X.shape[1]
+else:
+    z = np.load(f"/tmp/ff/aligned{args.size}.npz")
+    X, P = z["x"], z["pts"]
 y, lev, fl = d["y"], d["level"], d["flags"]
 aux_t = np.stack([np.maximum(fl[:, 0], fl[:, 1]), fl[:, 2], fl[:, 3]], 1).astype(np.float32)
 
@@ -85,7 +94,7 @@ def build(seed):
         x = layers.Resizing(args.input, args.input)(x)
     if args.hp:
         x = HighPass()(x)
-    x = layers.Conv2D(w, 3, padding="same", use_bias=False)(x)
+    x = layers.Conv2D(w, 3, strides=args.stem_stride, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     x = block(x, w * 2, 2)
@@ -145,8 +154,8 @@ for k in [int(f) for f in args.folds.split(",")]:
     t0 = time.time()
     tr_all, te = fl_all[k]
     tr, va = common.inner_split(tr_all, lev)
-    rng = np.random.default_rng(k)
-    m = build(k)
+    rng = np.random.default_rng(k + 1000 * args.seed)
+    m = build(k + 1000 * args.seed)
     steps = args.epochs * int(np.ceil(len(tr) * (1 + args.sbi * 0.53) / args.batch))
     sched = keras.optimizers.schedules.CosineDecay(0.0, steps, alpha=0.02, warmup_target=args.lr, warmup_steps=steps // 20)
     m.compile(
@@ -172,5 +181,6 @@ for k in [int(f) for f in args.folds.split(",")]:
     r.update(fold=k, best_ep=best_ep, val_auc=best, minutes=(time.time() - t0) / 60)
     rows.append(r)
     np.save(f"/tmp/ff/scores_{args.tag}_f{k}.npy", np.stack([te, st]))
+    np.save(f"/tmp/ff/val_{args.tag}_f{k}.npy", np.stack([va, sv]))
     print(json.dumps(r), flush=True)
 print(f"{args.tag} {vars(args)}\n  {common.summarize(rows)}  min/fold={np.mean([r['minutes'] for r in rows]):.1f}")
