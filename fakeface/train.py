@@ -53,6 +53,21 @@ class VariantResult:
     fold_results: list[VariantResult] = field(default_factory=list)
 
 
+@dataclass
+class TrainingSession:
+    """What every training of one job shares: data, tracking, device strategy, budget."""
+
+    spark: SparkSession
+    cfg: Config
+    client: Any
+    df: DataFrame
+    meta: pd.DataFrame
+    strategy: Any
+    weights: str
+    epochs: int
+    context: dict[str, Any]
+
+
 def resolve_variants(requested: str | None, cfg: Config) -> list[str]:
     """`--variant NAME|A,B|all` (default: the production recipe in config) -> variant names."""
     from fakeface.models.factory import get_variant, list_variants
@@ -311,19 +326,7 @@ def log_and_register_model(
 
 
 def train_one(
-    spark: SparkSession,
-    cfg: Config,
-    client: Any,
-    df: DataFrame,
-    meta: pd.DataFrame,
-    split: splits.Split,
-    variant: str,
-    strategy: Any,
-    weights: str,
-    epochs: int,
-    register: bool,
-    run_name: str,
-    context: dict[str, Any],
+    session: TrainingSession, split: splits.Split, variant: str, register: bool, run_name: str
 ) -> VariantResult:
     """Fit one variant on one split inside its own (nested) MLflow run."""
     import mlflow
@@ -331,6 +334,14 @@ def train_one(
 
     from fakeface import feed
 
+    spark, cfg, client, df, meta = (
+        session.spark,
+        session.cfg,
+        session.client,
+        session.df,
+        session.meta,
+    )
+    weights, epochs = session.weights, session.epochs
     started = time.monotonic()
     image_size = int(meta.height.iloc[0])
     roles = _role_frame(spark, split)
@@ -342,7 +353,7 @@ def train_one(
     try:
         with mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None) as run:
             mlflow.set_tags({"variant": variant, "job": "train"})
-            log_run_context(cfg, context)
+            log_run_context(cfg, session.context)
             mlflow.log_params({"variant": variant, "weights": weights, "epochs_max": epochs})
             mlflow.log_text("\n".join(sorted(split.eval)), EVAL_IDS_ARTIFACT)
             mlflow.set_tag("eval_image_ids_sha256", split.eval_ids_digest())
@@ -356,7 +367,7 @@ def train_one(
             val = feed.collect_numpy(converters[splits.VAL])
             evaluation = feed.collect_numpy(converters[splits.EVAL])
             model, history = fit_variant(
-                variant, cfg, converters[splits.TRAIN], val, strategy, weights, epochs
+                variant, cfg, converters[splits.TRAIN], val, session.strategy, weights, epochs
             )
             batch = cfg.train.batch_size
             threshold = best_threshold(val["label"], predict(model, val["image"], batch))
@@ -530,25 +541,10 @@ def run_train(
         "run.weights": weights,
         "run.data": data_path,
     }
+    session = TrainingSession(spark, cfg, client, df, meta, strategy, weights, epochs, context)
     results: list[VariantResult] = []
     if len(variants) == 1 and folds == 1:
-        results.append(
-            train_one(
-                spark,
-                cfg,
-                client,
-                df,
-                meta,
-                fold_list[0],
-                variants[0],
-                strategy,
-                weights,
-                epochs,
-                register=True,
-                run_name=f"train-{variants[0]}",
-                context=context,
-            )
-        )
+        results.append(train_one(session, fold_list[0], variants[0], True, f"train-{variants[0]}"))
         return results
     parent_name = ("train-all" if len(variants) > 1 else f"train-{variants[0]}") + (
         f"-cv{folds}" if folds > 1 else ""
@@ -558,81 +554,25 @@ def run_train(
         mlflow.set_tags({"job": "train", "eval_image_ids_sha256": fold_list[0].eval_ids_digest()})
         for variant in variants:
             if folds > 1:
-                results.append(
-                    _cross_validate(
-                        spark,
-                        cfg,
-                        client,
-                        df,
-                        meta,
-                        fold_list,
-                        variant,
-                        strategy,
-                        weights,
-                        epochs,
-                        context,
-                    )
-                )
+                results.append(_cross_validate(session, fold_list, variant))
             else:
-                results.append(
-                    train_one(
-                        spark,
-                        cfg,
-                        client,
-                        df,
-                        meta,
-                        fold_list[0],
-                        variant,
-                        strategy,
-                        weights,
-                        epochs,
-                        register=True,
-                        run_name=f"train-{variant}",
-                        context=context,
-                    )
-                )
+                results.append(train_one(session, fold_list[0], variant, True, f"train-{variant}"))
         mlflow.log_text(summary_table(results), "summary.md")
     return results
 
 
 def _cross_validate(
-    spark: SparkSession,
-    cfg: Config,
-    client: Any,
-    df: DataFrame,
-    meta: pd.DataFrame,
-    fold_list: list[splits.Split],
-    variant: str,
-    strategy: Any,
-    weights: str,
-    epochs: int,
-    context: dict[str, Any],
+    session: TrainingSession, fold_list: list[splits.Split], variant: str
 ) -> VariantResult:
     import mlflow
 
     started = time.monotonic()
     with mlflow.start_run(run_name=f"cv-{variant}", nested=True):
         mlflow.set_tags({"variant": variant, "job": "train-cv"})
-        log_run_context(cfg, context)
+        log_run_context(session.cfg, session.context)
         fold_results = []
         for k, split in enumerate(fold_list):
-            fold_results.append(
-                train_one(
-                    spark,
-                    cfg,
-                    client,
-                    df,
-                    meta,
-                    split,
-                    variant,
-                    strategy,
-                    weights,
-                    epochs,
-                    register=False,
-                    run_name=f"{variant}-fold{k}",
-                    context=context,
-                )
-            )
+            fold_results.append(train_one(session, split, variant, False, f"{variant}-fold{k}"))
             log.info("%s fold %d: %s", variant, k, _short(fold_results[-1].metrics))
         summary = cv_summary(variant, fold_results)
         mlflow.log_metrics(summary)
