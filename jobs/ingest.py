@@ -11,9 +11,7 @@ import sys
 try:
     import fakeface  # noqa: F401
 except ImportError:
-    sys.exit(
-        f"error: fakeface is not installed for {sys.executable}; set PYSPARK_PYTHON"
-    )
+    sys.exit(f"error: fakeface is not installed for {sys.executable}; set PYSPARK_PYTHON")
 
 from fakeface.cli import base_parser, load_job_config, parse_run_date, require_dir, run_job
 
