@@ -63,6 +63,34 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
             raise TrackingError(f"MLflow store {uri} is not usable: {exc}") from None
 
 
+def is_tracking_failure(exc: BaseException) -> bool:
+    """True when `exc` comes from the tracking store or registry (down, refusing, full)."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    kinds: tuple[type[BaseException], ...] = (
+        MlflowException,
+        requests.RequestException,
+        sqlite3.Error,
+    )
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        kinds += (SQLAlchemyError,)
+    except ImportError:  # pragma: no cover - mlflow depends on it
+        pass
+    return isinstance(exc, kinds)
+
+
+def tracking_failure_line(uri: str, exc: BaseException) -> str:
+    """One line for a store that failed mid-run: what, where, and what to do."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return (
+        f"MLflow store {uri} failed mid-run ({first[:300]}); the run is incomplete: rerun"
+        " when the store answers"
+    )
+
+
 def configure_mlflow(cfg: Config) -> MlflowClient:
     """Point MLflow at the configured (or environment) store and registry; check it first."""
     import mlflow

@@ -25,6 +25,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,7 +218,9 @@ def package_model(resolved: ResolvedModel, image_shapes: Iterable[tuple[int, int
     """Download, check the signature against the data's image shapes, and pack into bytes."""
     with tempfile.TemporaryDirectory(prefix="fakeface-dl-") as tmp:
         model_dir = download_model(resolved, tmp)
-        check_signature(model_dir, image_shapes, f"model {resolved.name} v{resolved.version}")
+        label = f"model {resolved.name} v{resolved.version}"
+        check_signature(model_dir, image_shapes, label)
+        check_model_files(model_dir, label)
         data = pack_model_dir(model_dir)
     return PackedModel(resolved, data, hashlib.sha256(data).hexdigest())
 
@@ -271,6 +274,44 @@ def check_signature(
                 f"{label} outputs {_shape_text(out_shape)}; scoring needs one probability per"
                 " image (N, 1)"
             )
+
+
+def check_model_files(model_dir: str | Path, label: str) -> None:
+    """Refuse a model folder whose Keras archive is missing, truncated or altered.
+
+    Checked on the driver, before anything is broadcast: a bad archive found by the
+    executors instead fails every task four times and buries the cause in a stack trace.
+    The zip CRCs cover every byte of the weights, so no TensorFlow import is needed here.
+    """
+    from mlflow.models import Model
+
+    meta = Model.load(str(model_dir))
+    data_dir = Path(model_dir) / str(meta.flavors["keras"].get("data", "data"))
+    archives = sorted(data_dir.glob("*.keras"))
+    if not archives:
+        exported = data_dir / "model"
+        if exported.is_dir() and any(exported.iterdir()):
+            return  # a TF SavedModel export (save_exported_model=True): no archive to check
+        raise ModelError(
+            f"{label} has no Keras archive under {data_dir.name}/: the artifact is incomplete;"
+            " re-register the model from its training run"
+        )
+    for archive in archives:
+        try:
+            with zipfile.ZipFile(archive) as bundle:
+                names = set(bundle.namelist())
+                missing = {"config.json", "model.weights.h5"} - names
+                if missing:
+                    raise zipfile.BadZipFile(f"no {', '.join(sorted(missing))} inside")
+                damaged = bundle.testzip()
+                if damaged is not None:
+                    raise zipfile.BadZipFile(f"checksum mismatch in {damaged}")
+                json.loads(bundle.read("config.json"))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+            raise ModelError(
+                f"{label} has a corrupt Keras archive {archive.name} ({exc}); re-register the"
+                " model from its training run"
+            ) from None
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:

@@ -6,6 +6,7 @@ executor gets the model only through the broadcast: no MLflow access from the wo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,9 +64,12 @@ def stop(proc: subprocess.Popen) -> None:
             continue
 
 
-@pytest.fixture
-def standalone_cluster(tmp_path: Path) -> Iterator[dict]:
-    """A running master + worker; yields the master URL and its web UI port."""
+@contextlib.contextmanager
+def running_cluster(tmp_path: Path, n_workers: int = 1) -> Iterator[dict]:
+    """A running master + `n_workers` workers (1 core, 1 GiB each).
+
+    Yields the master URL, its web UI port, and per worker its process and web UI port.
+    """
     env = {
         **os.environ,
         "SPARK_HOME": str(SPARK_HOME),
@@ -74,23 +79,29 @@ def standalone_cluster(tmp_path: Path) -> Iterator[dict]:
         "PYSPARK_PYTHON": sys.executable,
     }
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
-    port, ui_port, worker_ui = free_port(), free_port(), free_port()
+    port, ui_port = free_port(), free_port()
     master_url = f"spark://127.0.0.1:{port}"
     logs = tmp_path / "daemons.log"
     master_cmd = [
         spark_class, "org.apache.spark.deploy.master.Master",
         "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui_port),
     ]  # fmt: skip
-    worker_cmd = [
-        spark_class, "org.apache.spark.deploy.worker.Worker", master_url,
-        "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
-        "--webui-port", str(worker_ui), "--work-dir", str(tmp_path / "work"),
-    ]  # fmt: skip
+    worker_uis = [free_port() for _ in range(n_workers)]
+
+    def worker_cmd(i: int, worker_ui: int) -> list[str]:
+        return [
+            spark_class, "org.apache.spark.deploy.worker.Worker", master_url,
+            "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
+            "--webui-port", str(worker_ui), "--work-dir", str(tmp_path / f"work{i}"),
+        ]  # fmt: skip
+
+    worker_cmds = [worker_cmd(i, worker_ui) for i, worker_ui in enumerate(worker_uis)]
     procs: list[subprocess.Popen] = []
     try:
         with logs.open("ab") as log:
-            for cmd in (master_cmd, worker_cmd):
-                # A session of its own, so stop() can kill the JVM that spark-class starts.
+            for cmd in (master_cmd, *worker_cmds):
+                # A session of its own, so stop() can kill the JVM that spark-class starts
+                # (and, for a worker, the executors and Python workers it forks).
                 procs.append(
                     subprocess.Popen(
                         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -100,7 +111,7 @@ def standalone_cluster(tmp_path: Path) -> Iterator[dict]:
         while True:
             try:
                 workers = cluster_state(ui_port).get("workers", [])
-                if any(w.get("state") == "ALIVE" for w in workers):
+                if sum(w.get("state") == "ALIVE" for w in workers) == n_workers:
                     break
             except OSError:
                 pass  # the master's UI is not up yet
@@ -108,10 +119,54 @@ def standalone_cluster(tmp_path: Path) -> Iterator[dict]:
             if dead or time.monotonic() > deadline:
                 pytest.fail(f"cluster did not start ({dead}): {logs.read_text()[-3000:]}")
             time.sleep(1)
-        yield {"url": master_url, "ui_port": ui_port}
+        yield {
+            "url": master_url,
+            "ui_port": ui_port,
+            "workers": [
+                {"proc": proc, "ui_port": worker_ui}
+                for proc, worker_ui in zip(procs[1:], worker_uis, strict=True)
+            ],
+        }
     finally:
         for proc in reversed(procs):
             stop(proc)
+
+
+@pytest.fixture
+def standalone_cluster(tmp_path: Path) -> Iterator[dict]:
+    """A running master + one worker."""
+    with running_cluster(tmp_path, 1) as cluster:
+        yield cluster
+
+
+def submit_score(
+    master_url: str, drop: Path, out: Path, name: str, tmp_path: Path, *extra: str
+) -> list[str]:
+    """The nightly spark-submit command line for the scoring job against `master_url`."""
+    submit = Path(sys.executable).parent / "spark-submit"
+    return [
+        str(submit), "--master", master_url,
+        "--driver-memory", "1g", "--conf", "spark.executor.memory=768m", *extra,
+        "--driver-java-options",
+        f"-Dlog4j2.configurationFile=file:{PROJECT_ROOT / 'conf' / 'log4j2.properties'}",
+        str(PROJECT_ROOT / "jobs" / "score.py"),
+        "--input", str(drop), "--output", str(out), "--run-date", "2026-04-01",
+        "--model", f"models:/{name}@champion",
+        "--set", "ingest.image_size=32", "--set", "score.max_error_share=0.5",
+        "--set", f"mlflow.artifact_root={tmp_path / 'artifacts'}",
+    ]  # fmt: skip
+
+
+def submit_env() -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
+    }
+    env.pop("SPARK_HOME", None)  # spark-submit finds the pyspark package's own
+    return env
 
 
 @pytest.mark.timeout(180)
@@ -126,26 +181,8 @@ def test_score_job_on_standalone_cluster(standalone_cluster: dict, tmp_path: Pat
     write(drop / "broken.jpg", b"not a jpeg")
     out = tmp_path / "scores"
 
-    submit = Path(sys.executable).parent / "spark-submit"
-    cmd = [
-        str(submit), "--master", standalone_cluster["url"],
-        "--driver-memory", "1g", "--conf", "spark.executor.memory=768m",
-        "--driver-java-options",
-        f"-Dlog4j2.configurationFile=file:{PROJECT_ROOT / 'conf' / 'log4j2.properties'}",
-        str(PROJECT_ROOT / "jobs" / "score.py"),
-        "--input", str(drop), "--output", str(out), "--run-date", "2026-04-01",
-        "--model", f"models:/{name}@champion",
-        "--set", "ingest.image_size=32", "--set", "score.max_error_share=0.5",
-        "--set", f"mlflow.artifact_root={tmp_path / 'artifacts'}",
-    ]  # fmt: skip
-    env = {
-        **os.environ,
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
-    }
-    env.pop("SPARK_HOME", None)  # spark-submit finds the pyspark package's own
+    cmd = submit_score(standalone_cluster["url"], drop, out, name, tmp_path)
+    env = submit_env()
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=170)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "score 2026-04-01:" in result.stdout and "rows=7" in result.stdout
@@ -157,3 +194,75 @@ def test_score_job_on_standalone_cluster(standalone_cluster: dict, tmp_path: Pat
     assert flagged == {f"bright_{i}.jpg" for i in range(3)}
     apps = cluster_state(standalone_cluster["ui_port"]).get("completedapps", [])
     assert any(app.get("name") == "fakeface-score" for app in apps), apps
+
+
+def running_tasks_by_worker_ui(driver_ui: int) -> dict[int, int]:
+    """Active tasks per executor, keyed by the web UI port of the worker that runs it."""
+    base = f"http://127.0.0.1:{driver_ui}/api/v1/applications"
+    with urllib.request.urlopen(base, timeout=5) as resp:
+        app_id = json.loads(resp.read())[0]["id"]
+    with urllib.request.urlopen(f"{base}/{app_id}/executors", timeout=5) as resp:
+        executors = json.loads(resp.read())
+    active: dict[int, int] = {}
+    for ex in executors:
+        log_url = ex.get("executorLogs", {}).get("stdout", "")
+        if ex.get("id") == "driver" or not log_url:
+            continue
+        worker_ui = int(urllib.parse.urlsplit(log_url).port or 0)
+        active[worker_ui] = active.get(worker_ui, 0) + int(ex.get("activeTasks", 0))
+    return active
+
+
+@pytest.mark.reliability
+@pytest.mark.timeout(300)
+def test_worker_killed_mid_job_the_night_still_completes_exactly(tmp_path: Path) -> None:
+    """SIGKILL a worker (its JVM, executor and Python workers) while it runs a scoring task:
+    Spark reruns the lost task on the other worker; the output holds every file once."""
+    uri, run_id = log_tiny_model()
+    name = "cluster-kill-tests"
+    version = register_version(uri, name, run_id, alias="champion")
+    drop = tmp_path / "drop"
+    n_good = 40
+    for i in range(n_good // 2):
+        write(drop / f"bright_{i}.jpg", encode(bright(i)))
+        write(drop / f"dark_{i}.png", encode(dark(i), "PNG"))
+    write(drop / "broken.jpg", b"not a jpeg")
+    out = tmp_path / "scores"
+    driver_ui = free_port()
+
+    with running_cluster(tmp_path, n_workers=2) as cluster:
+        cmd = submit_score(
+            cluster["url"], drop, out, name, tmp_path,
+            "--conf", "spark.ui.enabled=true", "--conf", f"spark.ui.port={driver_ui}",
+        )  # fmt: skip
+        job = subprocess.Popen(
+            cmd, cwd=tmp_path, env=submit_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        victim = None
+        deadline = time.monotonic() + 200
+        while victim is None and job.poll() is None and time.monotonic() < deadline:
+            try:
+                busy = [port for port, n in running_tasks_by_worker_ui(driver_ui).items() if n]
+            except (OSError, ValueError, IndexError, KeyError):
+                busy = []  # the driver's UI or the app is not up yet
+            if busy:
+                victim = next(w for w in cluster["workers"] if w["ui_port"] == busy[0])
+                os.killpg(victim["proc"].pid, signal.SIGKILL)
+            else:
+                time.sleep(0.2)
+        stdout, stderr = job.communicate(timeout=240)
+        assert victim is not None, f"no task was ever seen running: {stderr[-3000:]}"
+        workers = cluster_state(cluster["ui_port"]).get("workers", [])
+
+    assert job.returncode == 0, stderr[-4000:]
+    # The master saw the worker go, and the driver lost (and replaced) an executor's work.
+    assert sum(w.get("state") == "ALIVE" for w in workers) == 1, workers
+    n_files = n_good + 1
+    assert f"rows={n_files}" in stdout
+    df = read_output(out)
+    check_rows(df, {"name": name, "version": version}, n_files=n_files)
+    assert df.path.is_unique
+    assert (df.status == "ok").sum() == n_good
+    flagged = {p.rsplit("/", 1)[-1] for p in df[df.is_fake == True].path}  # noqa: E712
+    assert flagged == {f"bright_{i}.jpg" for i in range(n_good // 2)}
