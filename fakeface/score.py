@@ -211,6 +211,12 @@ def download_model(resolved: ResolvedModel, dest: str | Path) -> Path:
         )
     except Exception as exc:
         raise ModelError(f"cannot download {resolved.uri}: {str(exc).splitlines()[0]}") from None
+    if not (Path(path) / "MLmodel").is_file():
+        # MLflow "downloads" an emptied or deleted artifact folder without complaint.
+        raise ModelError(
+            f"{resolved.uri} has no files at its artifact location (deleted or never"
+            " uploaded); re-register the model from its training run"
+        )
     return Path(path)
 
 
@@ -235,7 +241,8 @@ def check_signature(
     try:
         meta = Model.load(str(model_dir))
     except Exception as exc:
-        raise ModelError(f"{label} has no readable MLmodel file: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"{label} has no readable MLmodel file: {first}") from None
     if "keras" not in meta.flavors:
         raise ModelError(
             f"{label} is not a Keras model (flavors: {', '.join(sorted(meta.flavors))})"

@@ -17,9 +17,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never touch the project's MLflow store or the network."""
-    os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///" + str(
-        tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    )
+    store = tmp_path_factory.mktemp("mlflow")
+    os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///" + str(store / "mlflow.db")
+    # Experiments the tests create themselves keep their artifacts here, not in ./mlruns.
+    os.environ["FAKEFACE_TEST_ARTIFACTS"] = (store / "artifacts").as_uri()
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")

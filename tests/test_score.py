@@ -70,6 +70,9 @@ def log_tiny_model(
     import mlflow
 
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    if mlflow.get_experiment_by_name("tests-models") is None:
+        location = os.environ["FAKEFACE_TEST_ARTIFACTS"] + "/tests-models"
+        mlflow.create_experiment("tests-models", artifact_location=location)
     mlflow.set_experiment("tests-models")
     with mlflow.start_run() as run:
         info = mlflow.keras.log_model(

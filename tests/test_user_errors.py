@@ -93,3 +93,4 @@ def test_unreachable_tracking_store(job: str, tmp_path: Path) -> None:
     else:
         args = ["--data", str(tmp_path)]
     assert "unreachable" in one_error_line(run(job, args, env))
+    assert not (tmp_path / "o").exists()  # nothing written
