@@ -72,6 +72,16 @@ def _decode_batch(batch: Any, image_size: int) -> tuple[tf.Tensor, tf.Tensor]:
     return images, tf.reshape(batch.label, [-1, 1])
 
 
+def _decode_flags(batch: Any) -> tf.Tensor:
+    """The batch's '1101'-style region strings as (B, 4) float flags."""
+    import tensorflow as tf
+
+    codes = tf.strings.unicode_decode(batch.regions, "UTF-8").to_tensor(
+        default_value=ord("0"), shape=[None, 4]
+    )
+    return tf.cast(tf.equal(codes, ord("1")), tf.float32)
+
+
 @contextlib.contextmanager
 def training_dataset(
     converter: Converter,
@@ -79,9 +89,18 @@ def training_dataset(
     shuffle_buffer: int,
     seed: int,
     workers: int = 2,
+    self_blend: float = 0.0,
+    region_targets: bool = False,
 ) -> Iterator[tf.data.Dataset]:
-    """An endless, shuffled, batched, prefetched (images uint8, labels) dataset."""
+    """An endless, shuffled, batched, prefetched (images uint8, labels) dataset.
+
+    ``self_blend`` > 0 appends, per real of each batch with that probability, a self-blended
+    fake made from the batch's reals (fakeface.selfblend). ``region_targets`` makes the
+    targets {"score": labels, "regions": (eyes, nose, mouth) flags} for a region head.
+    """
     import tensorflow as tf
+
+    from fakeface import selfblend
 
     with converter.inner.make_tf_dataset(
         batch_size=batch_size,
@@ -91,9 +110,47 @@ def training_dataset(
         seed=seed,
     ) as dataset:
         size = converter.image_size
-        yield dataset.map(
-            lambda batch: _decode_batch(batch, size), num_parallel_calls=tf.data.AUTOTUNE
-        ).prefetch(tf.data.AUTOTUNE)
+        if not self_blend and not region_targets:
+            yield dataset.map(
+                lambda batch: _decode_batch(batch, size), num_parallel_calls=tf.data.AUTOTUNE
+            ).prefetch(tf.data.AUTOTUNE)
+            return
+        data = dataset.map(
+            lambda batch: (*_decode_batch(batch, size), _decode_flags(batch)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        if self_blend:
+            rng = np.random.default_rng(seed)  # one generator, so the map runs sequentially
+
+            def blend(images: np.ndarray, labels: np.ndarray, flags: np.ndarray) -> tuple:
+                return selfblend.add_self_blended(images, labels, flags, self_blend, rng)
+
+            def blend_tf(images: tf.Tensor, labels: tf.Tensor, flags: tf.Tensor) -> tuple:
+                out = tf.numpy_function(
+                    blend, [images, labels, flags], [tf.uint8, tf.float32, tf.float32]
+                )
+                out[0].set_shape([None, size, size, 3])
+                out[1].set_shape([None, 1])
+                out[2].set_shape([None, 4])
+                return tuple(out)
+
+            data = data.map(blend_tf, num_parallel_calls=1)
+        if region_targets:
+            data = data.map(
+                lambda images, labels, flags: (
+                    images,
+                    {
+                        "score": labels,
+                        "regions": tf.stack(
+                            [tf.maximum(flags[:, 0], flags[:, 1]), flags[:, 2], flags[:, 3]],
+                            axis=1,
+                        ),
+                    },
+                )
+            )
+        else:
+            data = data.map(lambda images, labels, flags: (images, labels))
+        yield data.prefetch(tf.data.AUTOTUNE)
 
 
 def collect_numpy(converter: Converter, batch_size: int = 64) -> dict[str, np.ndarray]:

@@ -168,3 +168,58 @@ def make_self_blended(
     out = img.astype(np.float32) * (1 - mask[..., None]) + src * mask[..., None]
     out = np.where(mask[..., None] > 0, out, img.astype(np.float32))
     return np.clip(out.round(), 0, 255).astype(np.uint8), mask, flags.astype(np.int64)
+
+
+def region_targets(flags: np.ndarray) -> np.ndarray:
+    """4 file-name flags (left eye, right eye, nose, mouth) -> 3 targets (eyes, nose, mouth).
+
+    The eyes are merged: a horizontal flip (training augmentation) swaps left and right.
+    """
+    f = np.asarray(flags, np.float32).reshape(-1, 4)
+    return np.stack([np.maximum(f[:, 0], f[:, 1]), f[:, 2], f[:, 3]], axis=1)
+
+
+def parse_region_flags(regions: np.ndarray) -> np.ndarray:
+    """'1101'-style strings (bytes or str; reals '0000') -> (N, 4) float32 flags."""
+    rows = [r.decode() if isinstance(r, bytes) else str(r) for r in np.asarray(regions).ravel()]
+    out = np.zeros((len(rows), 4), np.float32)
+    for i, text in enumerate(rows):
+        digits = [c == "1" for c in text[:4]]
+        out[i, : len(digits)] = digits
+    return out
+
+
+def add_self_blended(
+    images: np.ndarray,
+    labels: np.ndarray,
+    flags: np.ndarray,
+    rate: float,
+    rng: np.random.Generator,
+    donor_share: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Append a self-blended fake for each real of a batch with probability `rate`.
+
+    Fakes are made from this batch's reals only (the training side: no evaluation image can
+    leak in); half of them (`donor_share`) paste from another real of the batch, the rest
+    from a jittered copy of the same face. Returns the grown (images, labels, flags).
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels, np.float32).reshape(-1, 1)
+    flags = np.asarray(flags, np.float32).reshape(-1, 4)
+    reals = np.flatnonzero(labels[:, 0] < 0.5)
+    picked = reals[rng.uniform(size=len(reals)) < rate]
+    if len(picked) == 0:
+        return images, labels, flags
+    new_images, new_flags = [], []
+    for i in picked:
+        donor = None
+        if len(reals) > 1 and rng.uniform() < donor_share:
+            donor = images[rng.choice(reals[reals != i])]
+        fake, _, fake_flags = make_self_blended(images[i], rng, donor=donor)
+        new_images.append(fake)
+        new_flags.append(fake_flags.astype(np.float32))
+    return (
+        np.concatenate([images, np.stack(new_images)]),
+        np.concatenate([labels, np.ones((len(picked), 1), np.float32)]),
+        np.concatenate([flags, np.stack(new_flags)]),
+    )

@@ -192,7 +192,13 @@ class _EpochLogger:
         return Logger()
 
 
-def _compile(model: keras.Model, cfg: Config, learning_rate: float, total_steps: int) -> None:
+def _compile(
+    model: keras.Model,
+    cfg: Config,
+    learning_rate: float,
+    total_steps: int,
+    region_weight: float = 0.0,
+) -> None:
     """Optimizer, schedule and loss from the training config."""
     import keras
 
@@ -210,11 +216,17 @@ def _compile(model: keras.Model, cfg: Config, learning_rate: float, total_steps:
         optimizer = keras.optimizers.AdamW(rate, weight_decay=cfg.train.weight_decay)
     else:
         optimizer = keras.optimizers.Adam(rate)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.BinaryCrossentropy(label_smoothing=cfg.train.label_smoothing),
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
-    )
+    main_loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.train.label_smoothing)
+    main_metrics = ["accuracy", keras.metrics.AUC(name="auc")]
+    if region_weight > 0:  # a with_region_head twin: outputs {"score", "regions"}
+        model.compile(
+            optimizer=optimizer,
+            loss={"score": main_loss, "regions": keras.losses.BinaryCrossentropy()},
+            loss_weights={"score": 1.0, "regions": region_weight},
+            metrics={"score": main_metrics},
+        )
+    else:
+        model.compile(optimizer=optimizer, loss=main_loss, metrics=main_metrics)
 
 
 def fit_variant(
@@ -230,23 +242,44 @@ def fit_variant(
     import keras
 
     from fakeface import feed
-    from fakeface.models.factory import build_model, get_variant, set_base_trainable
+    from fakeface.models.factory import (
+        build_model,
+        get_variant,
+        set_base_trainable,
+        with_region_head,
+    )
+    from fakeface.selfblend import parse_region_flags, region_targets
 
     spec = get_variant(variant)
     use_weights = weights if spec.pretrained else "none"
     augment = cfg.train.augmentations or None
+    region_weight = spec.region_weight
     with strategy.scope():
         model = build_model(variant, weights=use_weights, augment=augment, seed=cfg.train.seed)
         # A random base learns nothing frozen: only pretrained bases start frozen.
         if spec.pretrained and use_weights != "none":
             set_base_trainable(model, False)
+        # The region head trains beside the score unit; `model` (one output) is what is kept.
+        fitted = with_region_head(model) if region_weight > 0 else model
     batch = cfg.train.batch_size
     steps = max(1, math.ceil(len(train_converter) / batch))
     with strategy.scope():
-        _compile(model, cfg, cfg.train.learning_rate, steps * epochs)
+        _compile(fitted, cfg, cfg.train.learning_rate, steps * epochs, region_weight)
+    # Keras names a multi-output model's metrics after the output: val_score_auc.
+    prefix = "score_" if region_weight > 0 else ""
     stopper = keras.callbacks.EarlyStopping(
-        monitor="val_auc", mode="max", patience=cfg.train.patience, restore_best_weights=True
+        monitor=f"val_{prefix}auc",
+        mode="max",
+        patience=cfg.train.patience,
+        restore_best_weights=True,
     )
+    if region_weight > 0:
+        val_targets: Any = {
+            "score": val["label"],
+            "regions": region_targets(parse_region_flags(val["regions"])),
+        }
+    else:
+        val_targets = val["label"]
     history: dict[str, list[float]] = {}
     phases = [(epochs, cfg.train.learning_rate, None)]
     if spec.pretrained and use_weights != "none" and cfg.train.fine_tune_epochs > 0:
@@ -255,25 +288,33 @@ def fit_variant(
         )
     done = 0
     with feed.training_dataset(
-        train_converter, batch, cfg.train.shuffle_buffer, cfg.train.seed
+        train_converter,
+        batch,
+        cfg.train.shuffle_buffer,
+        cfg.train.seed,
+        self_blend=spec.self_blend,
+        region_targets=region_weight > 0,
     ) as dataset:
         for phase_epochs, learning_rate, unfreeze in phases:
             if unfreeze is not None:
                 with strategy.scope():
                     set_base_trainable(model, True, unfreeze)
-                    _compile(model, cfg, learning_rate, steps * phase_epochs)
-            fit = model.fit(
+                    _compile(fitted, cfg, learning_rate, steps * phase_epochs, region_weight)
+            fit = fitted.fit(
                 dataset,
                 steps_per_epoch=steps,
                 epochs=done + phase_epochs,
                 initial_epoch=done,
-                validation_data=(val["image"], val["label"]),
+                validation_data=(val["image"], val_targets),
                 validation_batch_size=batch,
                 callbacks=[stopper, _EpochLogger(variant, done + phase_epochs)],
                 verbose=0,
             )
             for key, values in fit.history.items():
-                history.setdefault(key, []).extend(float(v) for v in values)
+                # score_auc -> auc, so curves and tables read the same for every variant
+                rename = prefix and "score_" in key and not key.endswith("loss")
+                name = key.replace("score_", "", 1) if rename else key
+                history.setdefault(name, []).extend(float(v) for v in values)
             done += len(fit.history.get("loss", []))
     return model, history
 

@@ -232,3 +232,22 @@ def test_import_hook_never_breaks_keras_import():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("OK")
+
+
+def test_region_head_twin_shares_weights_and_the_scored_model_has_one_output():
+    from fakeface.models.factory import build_model, get_variant, with_region_head
+
+    assert get_variant("residual_sbi").self_blend > 0
+    assert get_variant("residual_sbi").region_weight > 0
+    model = build_model("residual_sbi")
+    twin = with_region_head(model)
+    images = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    out = twin.predict(images, verbose=0)
+    assert out["regions"].shape == (3, 3) and out["score"].shape == (3, 1)
+    np.testing.assert_allclose(out["score"], model.predict(images, verbose=0), rtol=1e-5)
+    # training the twin moves the scored model's weights (they are the same variables)
+    before = model.get_layer("score").get_weights()[0].copy()
+    twin.compile(optimizer="adam", loss={"score": "binary_crossentropy", "regions": "mse"})
+    twin.fit(images, {"score": np.ones((3, 1)), "regions": np.ones((3, 3))}, epochs=1, verbose=0)
+    assert not np.allclose(before, model.get_layer("score").get_weights()[0])
+    assert len(model.outputs) == 1

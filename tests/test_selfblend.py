@@ -73,3 +73,50 @@ def test_deterministic_for_seed():
 def test_rejects_bad_shape():
     with pytest.raises(ValueError):
         selfblend.make_self_blended(np.zeros((8, 8), np.uint8), np.random.default_rng(0))
+
+
+def _batch(n_real: int, n_fake: int, size: int = 48, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n_real + n_fake, size, size, 3), dtype=np.uint8)
+    labels = np.array([[0.0]] * n_real + [[1.0]] * n_fake, np.float32)
+    flags = np.zeros((n_real + n_fake, 4), np.float32)
+    flags[n_real:] = [1, 0, 1, 0]
+    return images, labels, flags
+
+
+def test_add_self_blended_appends_labelled_fakes_and_keeps_the_batch():
+    images, labels, flags = _batch(6, 2)
+    out_i, out_l, out_f = selfblend.add_self_blended(
+        images, labels, flags, 1.0, np.random.default_rng(1)
+    )
+    assert out_i.shape == (14, 48, 48, 3) and out_i.dtype == np.uint8
+    assert np.array_equal(out_i[:8], images) and np.array_equal(out_l[:8], labels)
+    assert np.array_equal(out_f[:8], flags)
+    assert (out_l[8:] == 1.0).all()
+    assert (out_f[8:].sum(axis=1) >= 1).all() and set(np.unique(out_f[8:])) <= {0.0, 1.0}
+    # each new fake differs from every real it could come from, but only in places
+    for fake in out_i[8:]:
+        changed = (fake != images[:6]).any(axis=-1).mean(axis=(1, 2))
+        assert changed.min() < 0.6 and changed.min() > 0.0
+
+
+def test_add_self_blended_rate_zero_and_all_fake_batches_are_unchanged():
+    images, labels, flags = _batch(4, 4)
+    rng = np.random.default_rng(0)
+    same = selfblend.add_self_blended(images, labels, flags, 0.0, rng)
+    assert same[0] is images or np.array_equal(same[0], images)
+    assert len(same[1]) == 8
+    images, labels, flags = _batch(0, 5)
+    assert len(selfblend.add_self_blended(images, labels, flags, 1.0, rng)[0]) == 5
+
+
+def test_add_self_blended_rate_is_a_probability():
+    images, labels, flags = _batch(200, 0, size=24)
+    out = selfblend.add_self_blended(images, labels, flags, 0.25, np.random.default_rng(3))
+    assert 30 <= len(out[0]) - 200 <= 70  # binomial(200, 0.25): mean 50, sd 6
+
+
+def test_region_flags_parse_and_merge_the_eyes():
+    flags = selfblend.parse_region_flags(np.array([b"1101", "0000", "0110", "1"], dtype=object))
+    assert flags.tolist() == [[1, 1, 0, 1], [0, 0, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0]]
+    assert selfblend.region_targets(flags).tolist() == [[1, 0, 1], [0, 0, 0], [1, 1, 0], [1, 0, 0]]

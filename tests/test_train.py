@@ -159,3 +159,22 @@ def test_job_errors_are_one_line(tmp_path: Path, args, env, needle) -> None:
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and needle in lines[0], result.stderr[-2000:]
+
+
+def test_self_blend_variant_trains_a_region_head_and_registers_one_output(
+    spark, ingested: Path, tmp_path: Path
+) -> None:
+    import mlflow
+    import numpy as np
+
+    from fakeface.train import run_train
+
+    cfg = train_cfg(tmp_path, "mlflow.registered_model=sbi")
+    (result,) = run_train(
+        spark, cfg, str(ingested), ["residual_sbi"], folds=1, weights="none", epochs=2
+    )
+    assert len(result.history["loss"]) == 2
+    assert {"regions_loss", "score_loss", "auc", "val_auc"} <= set(result.history)
+    model = mlflow.keras.load_model(f"models:/sbi/{result.version}")
+    assert len(model.outputs) == 1
+    assert model.predict(np.zeros((2, 48, 48, 3), np.uint8), verbose=0).shape == (2, 1)

@@ -34,6 +34,9 @@ class Variant:
     pretrained: bool = False  # accepts weights="imagenet" / a weights file
     default_augment: bool = False  # uses DEFAULT_AUGMENTATION_PROBS when augment is None
     description: str = ""
+    # Training recipe, read by the training job (the scored model is the same either way):
+    self_blend: float = 0.0  # self-blended fakes per real in each batch (fakeface.selfblend)
+    region_weight: float = 0.0  # loss weight of a region-flag head (eyes, nose, mouth)
 
 
 VARIANTS: dict[str, Variant] = {}
@@ -46,6 +49,8 @@ def register_variant(
     pretrained: bool = False,
     default_augment: bool = False,
     description: str = "",
+    self_blend: float = 0.0,
+    region_weight: float = 0.0,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``body(x, *, weights)`` as variant ``name``."""
 
@@ -53,7 +58,14 @@ def register_variant(
         if name in VARIANTS:
             raise ValueError(f"variant {name!r} is already registered")
         VARIANTS[name] = Variant(
-            name, int(input_size), body, pretrained, default_augment, description
+            name,
+            int(input_size),
+            body,
+            pretrained,
+            default_augment,
+            description,
+            float(self_blend),
+            float(region_weight),
         )
         return body
 
@@ -207,6 +219,41 @@ def _residual(x, *, weights: str):
     x = layers.RandomTranslation(4 / 64, 4 / 64, fill_mode="reflect", name="shift")(x)
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale", dtype="float32")(x)
     return _score(residual_features(x))
+
+
+@register_variant(
+    "residual_aux",
+    input_size=64,
+    region_weight=0.5,
+    description="residual + a region-flag head in training (which of eyes/nose/mouth)",
+)
+def _residual_aux(x, *, weights: str):
+    return _residual(x, weights=weights)
+
+
+@register_variant(
+    "residual_sbi",
+    input_size=64,
+    self_blend=0.5,
+    region_weight=0.5,
+    description="residual_aux + self-blended fakes made on the fly from training reals",
+)
+def _residual_sbi(x, *, weights: str):
+    return _residual(x, weights=weights)
+
+
+def with_region_head(model: keras.Model, n_regions: int = 3) -> keras.Model:
+    """A training twin of `model` with outputs {"score", "regions"}, sharing its weights.
+
+    The head reads the features the "score" unit reads; the scored model stays `model`.
+    """
+    features = model.get_layer("score").input
+    regions = layers.Dense(n_regions, activation="sigmoid", dtype="float32", name="regions")(
+        features
+    )
+    return keras.Model(
+        model.inputs, {"score": model.outputs[0], "regions": regions}, name=f"{model.name}_train"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
