@@ -1,6 +1,7 @@
 """Training benchmark: seconds per epoch and images/s per variant; the petastorm feed's cost.
 
     python benchmarks/train.py [--data DIR] [--images 512] [--variants custom,custom_aug,...]
+    (default variants: the study's five, the production recipe `residual`, `residual_sbi`)
 
 On the same rows for every variant (synthetic unless --data names an ingested dataset):
 - per variant: one warm-up epoch, then one timed epoch fed by petastorm (seconds, images/s);
@@ -42,7 +43,10 @@ def main() -> int:
     parser.add_argument("--data", default=None, help="ingested dataset (default: synthetic)")
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--size", type=int, default=160, help="ingest size for synthetic data")
-    parser.add_argument("--variants", default="custom,custom_aug,simple,vgg16,efficientnetb4")
+    parser.add_argument(
+        "--variants",
+        default="custom,custom_aug,simple,vgg16,efficientnetb4,residual,residual_sbi",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     setup_environment()
@@ -54,7 +58,7 @@ def main() -> int:
     from fakeface import feed
     from fakeface.config import load_config
     from fakeface.ingest import run_ingest
-    from fakeface.models.factory import build_model
+    from fakeface.models.factory import build_model, get_variant, with_region_head
     from fakeface.spark import build_spark_session
     from fakeface.train import _compile, configure_tensorflow, load_training_frame
 
@@ -91,14 +95,25 @@ def main() -> int:
     epoch_seconds: dict[str, float] = {}
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
         keras.utils.set_random_seed(0)
+        spec = get_variant(variant)
         model = build_model(variant)
-        _compile(model, cfg, 1e-3, steps)
-        with feed.training_dataset(converter, batch, 256, 0) as dataset:
+        if spec.region_weight:  # trained with a region head, as the training job does
+            model = with_region_head(model)
+        _compile(model, cfg, 1e-3, steps, spec.region_weight)
+        with feed.training_dataset(
+            converter,
+            batch,
+            256,
+            0,
+            self_blend=spec.self_blend,
+            region_targets=spec.region_weight > 0,
+        ) as dataset:
             model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)  # warm-up: tracing
             started = time.perf_counter()
             model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
             seconds = time.perf_counter() - started
         epoch_seconds[variant] = seconds
+        # images/s counts the rows read; self-blending adds fakes on top of them
         rows.append([variant, n, seconds, steps * batch / seconds])
         print(f"{variant}: {seconds:.1f} s/epoch", flush=True)
     converter.delete()
