@@ -1,9 +1,11 @@
 """Nightly scoring: numpy core, model distribution, pandas-UDF wrapper and `run_score`.
 
 The driver resolves the model URI once (`models:/NAME@champion` -> one version), checks its
-signature against the data, packs its MLflow folder into bytes and broadcasts them. Each
-Python worker unpacks and loads that version once (cached by version and content digest)
-and scores Arrow batches with `predict_scores`, which is plain numpy in, numpy out.
+signature and archive against the data, packs its MLflow folder into bytes and broadcasts
+them. Each Python worker unpacks and loads that version once (cached by version and content
+digest) and scores Arrow batches with `predict_scores`, which is plain numpy in, numpy out:
+raw files are decoded and scored in one `mapInPandas` pass (`decode_and_score`), ingested
+pixels go through a scalar-iterator pandas UDF (`make_score_udf`).
 
 Output: `<output>/run_date=<date>/` Parquet, one row per input image (OUTPUT_SCHEMA), written
 through `storage` (staged, swapped in under the date's lock; a rerun replaces the date).
@@ -433,13 +435,49 @@ def decode_size(cfg: Config, resolved: ResolvedModel) -> int:
     return resolved.input_size or cfg.ingest.image_size
 
 
-def decode_if_needed(cfg: Config, df: DataFrame, kind: str, size: int) -> DataFrame:
-    """Raw files are decoded here, in the scoring pass (no intermediate write)."""
-    from fakeface.ingest import decode_images
+FUSED_SCHEMA = "image_id string, path string, status string, error string, p_raw float"
 
-    if kind != "images":
-        return df
-    return decode_images(df.select("path", "content"), size, cfg.ingest.max_pixels, labeled=False)
+
+def decode_and_score(
+    cfg: Config,
+    df: DataFrame,
+    size: int,
+    model: Any,
+    version_key: str,
+    task_cpus: int,
+    batch_size: int,
+) -> DataFrame:
+    """Raw files -> (image_id, path, status, error, p_raw) in ONE Python pass per batch.
+
+    Decoding and scoring in the same worker keeps one Python process (and one TensorFlow)
+    per task instead of two, and the decoded pixels never cross back to the JVM.
+    """
+    from fakeface.ingest import decode_frame
+
+    max_pixels = cfg.ingest.max_pixels
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        keras_model = None
+        for frame in batches:
+            decoded = decode_frame(frame, size, max_pixels, labeled=False)
+            scores = np.full(len(decoded), np.nan, dtype=np.float32)
+            if (decoded["status"] == STATUS_OK).any():
+                if keras_model is None:  # lazily: a partition of broken files loads nothing
+                    keras_model = load_model_cached(model, version_key, task_cpus)
+                scores = score_frame(
+                    keras_model, decoded["image"], decoded["height"], decoded["width"], batch_size
+                )
+            yield pd.DataFrame(
+                {
+                    "image_id": decoded["image_id"],
+                    "path": decoded["path"],
+                    "status": decoded["status"],
+                    "error": decoded["error"],
+                    "p_raw": scores,
+                }
+            )
+
+    return df.select("path", "content").mapInPandas(run, schema=FUSED_SCHEMA)
 
 
 def image_shapes(df: DataFrame, kind: str, size: int) -> list[tuple[int, int]]:
@@ -524,15 +562,21 @@ def run_score(
     n_input = countable.count() if skip_ids is not None else None
     if skip_ids is not None:
         rows = rows.join(skip_ids, "image_id", "left_anti")
-    decoded = decode_if_needed(cfg, rows, kind, size)
-
     sc = spark.sparkContext
     task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))
+    batch_size = cfg.score.inference_batch_size
     broadcast = sc.broadcast(packed.data)
     try:
-        udf = make_score_udf(broadcast, packed.key, task_cpus, cfg.score.inference_batch_size)
-        # asNondeterministic: the optimizer must neither duplicate nor re-run the model call.
-        score = udf.asNondeterministic()(F.col("image"), F.col("height"), F.col("width"))
+        if kind == "images":
+            decoded = decode_and_score(
+                cfg, rows, size, broadcast, packed.key, task_cpus, batch_size
+            )
+            score = F.col("p_raw")
+        else:
+            decoded = rows
+            udf = make_score_udf(broadcast, packed.key, task_cpus, batch_size)
+            # asNondeterministic: the optimizer must neither duplicate nor re-run the model.
+            score = udf.asNondeterministic()(F.col("image"), F.col("height"), F.col("width"))
         scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
         out = score_columns(decoded, score, resolved, scored_at)
         staged = storage.stage_dataframe(out, output_path, run_date)
