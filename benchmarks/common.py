@@ -49,6 +49,7 @@ class PeakMemory:
 
     def __init__(self) -> None:
         self.peak_bytes = 0
+        self.peak_by_kind: dict[str, int] = {}  # "jvm" / "python": each kind's own peak
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -56,10 +57,16 @@ class PeakMemory:
         me = psutil.Process()
         while not self._stop.is_set():
             total = 0
+            kinds: dict[str, int] = {}
             for proc in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
-                    total += proc.memory_info().rss
+                    rss = proc.memory_info().rss
+                    total += rss
+                    kind = "jvm" if proc.name() == "java" else "python"
+                    kinds[kind] = kinds.get(kind, 0) + rss
             self.peak_bytes = max(self.peak_bytes, total)
+            for kind, rss in kinds.items():
+                self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), rss)
             time.sleep(0.05)
 
     def __enter__(self) -> PeakMemory:

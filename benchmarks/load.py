@@ -136,7 +136,14 @@ def score_drop(drop: Path, out: Path, work: Path) -> dict[str, float]:
     n_ok = int((table.status == "ok").sum())
     line = next((x for x in result.stdout.splitlines() if x.startswith("score ")), "")
     print(f"#   {line}", file=sys.stderr)
-    return {"images": n_files, "ok": n_ok, "seconds": seconds, "peak_gib": peak.peak_mib / 1024}
+    return {
+        "images": n_files,
+        "ok": n_ok,
+        "seconds": seconds,
+        "peak_gib": peak.peak_mib / 1024,
+        "jvm_gib": peak.peak_by_kind.get("jvm", 0) / 2**30,
+        "python_gib": peak.peak_by_kind.get("python", 0) / 2**30,
+    }
 
 
 def machine_limit(drop: Path, model_size: int, variant: str, cores: int) -> dict[str, float]:
@@ -207,13 +214,16 @@ def main(argv: list[str] | None = None) -> int:
         f"\nLoad benchmark: `spark-submit jobs/score.py`, model `{variant}` (decoded at {size}"
         f" px), local[{cores}]\n"
     )
-    print("| images | ok | seconds | images/s (whole run) | peak memory GiB |")
-    print("|---:|---:|---:|---:|---:|")
+    print(
+        "| images | ok | seconds | images/s (whole run) | peak memory GiB"
+        " | of which JVM (own peak) | Python processes (own peak) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in (args.small, args.images):
         r = runs[n]
         print(
             f"| {n:,} | {r['ok']:,} | {r['seconds']:.0f} | {r['images'] / r['seconds']:.0f}"
-            f" | {r['peak_gib']:.2f} |"
+            f" | {r['peak_gib']:.2f} | {r['jvm_gib']:.2f} | {r['python_gib']:.2f} |"
         )
     print()
     print(f"- marginal rate: {marginal:.0f} images/s ({per_core:.0f} per core)")
