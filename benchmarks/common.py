@@ -49,6 +49,7 @@ class PeakMemory:
 
     def __init__(self) -> None:
         self.peak_bytes = 0
+        self._root: psutil.Process | None = None  # None: this process and its children
         self.peak_by_kind: dict[str, int] = {}  # "jvm" / "python": each kind's own peak
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -58,7 +59,12 @@ class PeakMemory:
         while not self._stop.is_set():
             total = 0
             kinds: dict[str, int] = {}
-            for proc in [me, *me.children(recursive=True)]:
+            root = self._root or me
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:  # the watched command has exited
+                tree = []
+            for proc in tree:
                 with contextlib.suppress(psutil.Error):
                     rss = proc.memory_info().rss
                     total += rss
@@ -68,6 +74,10 @@ class PeakMemory:
             for kind, rss in kinds.items():
                 self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), rss)
             time.sleep(0.05)
+
+    def watch(self, pid: int) -> None:
+        """Sample only `pid` and its descendants (a launched command, not this process)."""
+        self._root = psutil.Process(pid)
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()

@@ -119,12 +119,15 @@ def score_drop(drop: Path, out: Path, work: Path) -> dict[str, float]:
         "--set", f"mlflow.artifact_root={work / 'artifacts'}",
     ]  # fmt: skip
     log_path = out.parent / f"{out.name}.log"
-    with PeakMemory() as peak, log_path.open("w") as log:
+    out_path = out.parent / f"{out.name}.stdout"
+    with PeakMemory() as peak, log_path.open("w") as log, out_path.open("w") as stdout:
         started = time.perf_counter()
-        result = subprocess.run(cmd, cwd=work, stdout=subprocess.PIPE, stderr=log, text=True)
+        job = subprocess.Popen(cmd, cwd=work, stdout=stdout, stderr=log, text=True)
+        peak.watch(job.pid)  # the job's tree only: this process holds TensorFlow already
+        returncode = job.wait()
         seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"scoring {drop} failed ({result.returncode}); see {log_path}")
+    if returncode != 0:
+        raise SystemExit(f"scoring {drop} failed ({returncode}); see {log_path}")
     n_files = sum(1 for _ in drop.rglob("*.jpg"))
     table = (
         pads.dataset(str(out), format="parquet", partitioning="hive", exclude_invalid_files=True)
@@ -134,7 +137,7 @@ def score_drop(drop: Path, out: Path, work: Path) -> dict[str, float]:
     if len(table) != n_files or not table.path.is_unique:
         raise SystemExit(f"rows out {len(table)} != files in {n_files} (or duplicates)")
     n_ok = int((table.status == "ok").sum())
-    line = next((x for x in result.stdout.splitlines() if x.startswith("score ")), "")
+    line = next((x for x in out_path.read_text().splitlines() if x.startswith("score ")), "")
     print(f"#   {line}", file=sys.stderr)
     return {
         "images": n_files,
@@ -208,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     limit = machine_limit(large, size, variant, cores)
 
     a, b = runs[args.small], runs[args.images]
+    if b["seconds"] <= a["seconds"]:
+        raise SystemExit("the large drop did not take longer than the small one: rerun")
     marginal = (b["images"] - a["images"]) / (b["seconds"] - a["seconds"])
     per_core = marginal / cores
     print(
@@ -238,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     for night in (1_000_000, 10_000_000):
         hours = night / marginal * cores / 3600
-        print(f"- {night:,} images a night: {hours:.1f} core-hours")
+        print(
+            f"- {night:,} images a night: {hours:.1f} core-hours at the marginal rate"
+            f" (+{a['seconds'] - a['images'] / marginal:.0f} s of start-up per run)"
+        )
     print(f"- output Parquet for {args.images:,} images: {out_bytes / 2**20:.1f} MiB")
     return 0
 

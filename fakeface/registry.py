@@ -63,23 +63,40 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
             raise TrackingError(f"MLflow store {uri} is not usable: {exc}") from None
 
 
+# MLflow error codes that mean "the store is not answering", not "your request is wrong"
+# (INTERNAL_ERROR is also every MlflowException's default code, so it says nothing).
+_OUTAGE_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
+
+
 def is_tracking_failure(exc: BaseException) -> bool:
-    """True when `exc` comes from the tracking store or registry (down, refusing, full)."""
+    """True when `exc` says the tracking store or registry is down or unreachable.
+
+    A rejected request (bad parameter, name taken) is not an outage and stays as it is:
+    rerunning would not fix it.
+    """
     import requests
     from mlflow.exceptions import MlflowException
 
-    kinds: tuple[type[BaseException], ...] = (
-        MlflowException,
-        requests.RequestException,
-        sqlite3.Error,
-    )
+    kinds: tuple[type[BaseException], ...] = (requests.RequestException, sqlite3.OperationalError)
     try:
-        from sqlalchemy.exc import SQLAlchemyError
+        from sqlalchemy.exc import DBAPIError, OperationalError
 
-        kinds += (SQLAlchemyError,)
+        kinds += (OperationalError, DBAPIError)
     except ImportError:  # pragma: no cover - mlflow depends on it
         pass
-    return isinstance(exc, kinds)
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # the outage may be the cause of a wrapper
+        seen.add(id(exc))
+        if isinstance(exc, kinds):
+            return True
+        if isinstance(exc, MlflowException):
+            text = str(exc)
+            if exc.error_code in _OUTAGE_CODES or (
+                text.startswith("API request to") and "failed with exception" in text
+            ):
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def tracking_failure_line(uri: str, exc: BaseException) -> str:

@@ -309,9 +309,10 @@ def check_model_files(model_dir: str | Path, label: str) -> None:
         try:
             with zipfile.ZipFile(archive) as bundle:
                 names = set(bundle.namelist())
-                missing = {"config.json", "model.weights.h5"} - names
-                if missing:
-                    raise zipfile.BadZipFile(f"no {', '.join(sorted(missing))} inside")
+                if "config.json" not in names:
+                    raise zipfile.BadZipFile("no config.json inside")
+                if not names & {"model.weights.h5", "model.weights.npz"}:
+                    raise zipfile.BadZipFile("no model.weights.h5 inside")
                 damaged = bundle.testzip()
                 if damaged is not None:
                     raise zipfile.BadZipFile(f"checksum mismatch in {damaged}")

@@ -164,6 +164,14 @@ def _role_frame(spark: SparkSession, split: splits.Split) -> DataFrame:
     return spark.createDataFrame(rows, "image_id string, role string")
 
 
+def metric_name(key: str) -> str:
+    """A region-head model's score_auc / val_score_auc -> auc / val_auc, so every variant's
+    curves, tables and MLflow metrics share names; the per-output losses keep theirs."""
+    if "score_" in key and not key.endswith("loss"):
+        return key.replace("score_", "", 1)
+    return key
+
+
 class _EpochLogger:
     """Keras callback: per-epoch metrics to MLflow and one progress line to the log."""
 
@@ -177,7 +185,7 @@ class _EpochLogger:
                 self.started = time.monotonic()
 
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                logs = {k: float(v) for k, v in (logs or {}).items()}
+                logs = {metric_name(k): float(v) for k, v in (logs or {}).items()}
                 mlflow.log_metrics({k: v for k, v in logs.items() if math.isfinite(v)}, step=epoch)
                 shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))
                 log.info(
@@ -312,9 +320,7 @@ def fit_variant(
             )
             for key, values in fit.history.items():
                 # score_auc -> auc, so curves and tables read the same for every variant
-                rename = prefix and "score_" in key and not key.endswith("loss")
-                name = key.replace("score_", "", 1) if rename else key
-                history.setdefault(name, []).extend(float(v) for v in values)
+                history.setdefault(metric_name(key), []).extend(float(v) for v in values)
             done += len(fit.history.get("loss", []))
     return model, history
 

@@ -46,6 +46,7 @@ class CuttableProxy:
                 return
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+                upstream.settimeout(None)  # the timeout was for connecting; replies may be slow
             except OSError:
                 client.close()
                 continue
@@ -59,14 +60,17 @@ class CuttableProxy:
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+        tail = b""  # the pattern may straddle two reads
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                if from_client and self.cut_on is not None and self.cut_on in data:
-                    self.cut()
-                    break
+                if from_client and self.cut_on is not None:
+                    if self.cut_on in tail + data:
+                        self.cut()
+                        break
+                    tail = (tail + data)[-(len(self.cut_on) - 1) :] if len(self.cut_on) > 1 else b""
                 dst.sendall(data)
         except OSError:
             pass
@@ -80,6 +84,8 @@ class CuttableProxy:
         """Refuse new connections and reset the open ones."""
         with self._lock:
             self.is_cut.set()
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept()
             with contextlib.suppress(OSError):
                 self._listener.close()
             for sock in self._open:

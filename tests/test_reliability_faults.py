@@ -43,7 +43,7 @@ def tracking_server(tmp_path: Path, monkeypatch):
     """A real MLflow server for one test; the process-wide MLflow URI is put back after."""
     import mlflow
 
-    before = mlflow.get_tracking_uri()
+    before, before_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     with mlflow_server(tmp_path / "server") as uri:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         for key, value in NO_RETRIES.items():
@@ -54,7 +54,7 @@ def tracking_server(tmp_path: Path, monkeypatch):
             yield uri
         finally:
             mlflow.set_tracking_uri(before)
-            mlflow.set_registry_uri(before)
+            mlflow.set_registry_uri(before_registry)
 
 
 def model_folder(name: str, version: str) -> Path:
@@ -113,7 +113,7 @@ def test_damaged_model_artifact_is_refused_before_any_row(
 
 
 def test_store_lost_after_the_model_is_resolved_the_night_still_lands(
-    spark, tracking_server: str, tmp_path: Path, monkeypatch, capsys
+    spark, tracking_server: str, tmp_path: Path, monkeypatch, capsys, request
 ) -> None:
     """Scores are the product, the nightly MLflow run is telemetry: rows commit, exit 0, the
     summary line says mlflow=FAILED and the summary file is still written."""
@@ -123,6 +123,7 @@ def test_store_lost_after_the_model_is_resolved_the_night_still_lands(
     uri, run_id = log_tiny_model()
     version = register_version(uri, "store-lost", run_id, alias="champion")
     proxy = CuttableProxy(int(urllib.parse.urlparse(tracking_server).port), cut_on=b"runs/create")
+    request.addfinalizer(proxy.cut)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", proxy.uri)
     monkeypatch.setattr(
         spark_module, "build_spark_session", lambda cfg, suffix="": _SharedSession(spark)
@@ -178,9 +179,11 @@ def test_store_lost_mid_training_is_one_line_and_a_rerun_recovers(
     ingested: Path,  # noqa: F811
     tracking_server: str,
     tmp_path: Path,
+    request,
 ) -> None:
     # Cut when the first epoch's metrics are sent: the run exists, training is under way.
     proxy = CuttableProxy(int(urllib.parse.urlparse(tracking_server).port), cut_on=b'"val_loss"')
+    request.addfinalizer(proxy.cut)
     failed = run_train_job(ingested, tmp_path, proxy.uri)
     assert proxy.is_cut.is_set()
     assert failed.returncode == 1, failed.stderr[-3000:]
