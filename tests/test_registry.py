@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 import requests
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
 from fakeface.registry import is_tracking_failure, tracking_failure_line
 
@@ -31,11 +32,11 @@ def _wrapped(cause: BaseException) -> Exception:
             ),
             True,
         ),
-        (MlflowException("busy", error_code="TEMPORARILY_UNAVAILABLE"), True),
+        (MlflowException("busy", error_code=TEMPORARILY_UNAVAILABLE), True),
         (requests.ConnectionError("connection refused"), True),
         (sqlite3.OperationalError("disk I/O error"), True),
         (_wrapped(requests.ConnectionError("reset")), True),
-        (MlflowException("bad param", error_code="INVALID_PARAMETER_VALUE"), False),
+        (MlflowException("bad param", error_code=INVALID_PARAMETER_VALUE), False),
         (MlflowException("Registered Model with name=x already exists"), False),
         (ValueError("a bug of ours"), False),
     ],
