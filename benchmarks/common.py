@@ -44,6 +44,16 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.jpg"))
 
 
+def _process_kind(proc: psutil.Process) -> str:
+    """'jvm', 'python-workers' (pyspark daemon/workers), 'python-driver' or 'other'."""
+    if proc.name() == "java":
+        return "jvm"
+    cmdline = " ".join(proc.cmdline())
+    if "pyspark.daemon" in cmdline or "pyspark.worker" in cmdline:
+        return "python-workers"
+    return "python-driver" if "python" in proc.name() else "other"
+
+
 class PeakMemory:
     """Samples RSS of this process and all its children (JVM, Python workers) every 50 ms."""
 
@@ -68,7 +78,7 @@ class PeakMemory:
                 with contextlib.suppress(psutil.Error):
                     rss = proc.memory_info().rss
                     total += rss
-                    kind = "jvm" if proc.name() == "java" else "python"
+                    kind = _process_kind(proc)
                     kinds[kind] = kinds.get(kind, 0) + rss
             self.peak_bytes = max(self.peak_bytes, total)
             for kind, rss in kinds.items():
