@@ -7,6 +7,7 @@ Promotion moves the `champion` alias; stages are deprecated and never used.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -14,12 +15,12 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fakeface.errors import ModelError, TrackingError
+from fakeface.errors import FakefaceError, ModelError, TrackingError
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -106,6 +107,23 @@ def tracking_failure_line(uri: str, exc: BaseException) -> str:
         f"MLflow store {uri} failed mid-run ({first[:300]}); the run is incomplete: rerun"
         " when the store answers"
     )
+
+
+@contextlib.contextmanager
+def outage_as_tracking_error(uri: str) -> Iterator[None]:
+    """Turn a store that stops answering mid-run into a one-line TrackingError.
+
+    Anything else (a rejected request, a bug) propagates unchanged. A version is created
+    with its tags in one call, so a cut never leaves a half-tagged version behind.
+    """
+    try:
+        yield
+    except FakefaceError:
+        raise
+    except Exception as exc:
+        if is_tracking_failure(exc):
+            raise TrackingError(tracking_failure_line(uri, exc)) from None
+        raise
 
 
 def configure_mlflow(cfg: Config) -> MlflowClient:

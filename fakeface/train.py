@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fakeface import split as splits
-from fakeface.errors import FakefaceError, InputError, TrackingError
+from fakeface.errors import FakefaceError, InputError
 from fakeface.metrics import LEVEL_KEYS, best_threshold, classification_metrics
 
 if TYPE_CHECKING:
@@ -546,32 +546,7 @@ def run_train(
     weights: str,
     epochs: int,
 ) -> list[VariantResult]:
-    """Train the variants on one seeded split (or K folds); return what each measured.
-
-    A tracking store that stops answering mid-run raises TrackingError (one line). A version
-    is created with its tags in one call, so a cut never leaves a half-tagged version.
-    """
-    from fakeface import registry
-
-    try:
-        return _run_train(spark, cfg, data_path, variants, folds, weights, epochs)
-    except FakefaceError:
-        raise
-    except Exception as exc:
-        if registry.is_tracking_failure(exc):
-            raise TrackingError(registry.tracking_failure_line(cfg.tracking_uri, exc)) from None
-        raise
-
-
-def _run_train(
-    spark: SparkSession,
-    cfg: Config,
-    data_path: str,
-    variants: list[str],
-    folds: int,
-    weights: str,
-    epochs: int,
-) -> list[VariantResult]:
+    """Train the variants on one seeded split (or K folds); return what each measured."""
     import keras
     import mlflow
 

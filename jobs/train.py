@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     registry.check_tracking_uri(cfg.tracking_uri)
     spark = build_spark_session(cfg, "train")
     try:
-        results = train.run_train(spark, cfg, args.data, variants, folds, weights, epochs)
+        with registry.outage_as_tracking_error(cfg.tracking_uri):
+            results = train.run_train(spark, cfg, args.data, variants, folds, weights, epochs)
     finally:
         spark.stop()
     print(train.format_results(results, folds))
