@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import threading
 import time
@@ -37,6 +38,24 @@ def synth_corpus(n_images: int, size: int = 600, seed: int = 0) -> Path:
         )
         marker.write_text("ok")
     return out
+
+
+def link_spread_subset(src: Path, dst: Path, n: int) -> Path:
+    """Hard-link `n` JPEGs spread evenly over `src` into `dst` (same relative paths), once.
+
+    No extra disk, and the subset looks like the whole: same kinds, levels and sizes.
+    """
+    marker = dst / "_complete"
+    if marker.exists():
+        return dst
+    shutil.rmtree(dst, ignore_errors=True)
+    files = sorted(src.rglob("*.jpg"))
+    for f in files[:: max(1, len(files) // n)][:n]:
+        target = dst / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(f, target)
+    marker.write_text("ok")
+    return dst
 
 
 def image_files(folder: Path) -> list[Path]:

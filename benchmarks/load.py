@@ -32,7 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import ROOT, PeakMemory, machine_line, setup_environment
+from benchmarks.common import (
+    ROOT,
+    PeakMemory,
+    link_spread_subset,
+    machine_line,
+    setup_environment,
+)
 
 RUN_DATE = "2026-11-26"
 MODEL_NAME = "load-bench"
@@ -54,16 +60,7 @@ def make_drops(work: Path, n_large: int, n_small: int, px: int) -> tuple[Path, P
         write_corpus(large, n_large // 2, n_large - n_large // 2, size=px, seed=0)
         seconds = time.perf_counter() - started
         (large / "_complete").write_text("ok")
-    small = work / f"drop_{n_small}_{px}"
-    if not (small / "_complete").exists():
-        shutil.rmtree(small, ignore_errors=True)
-        files = sorted(large.rglob("*.jpg"))
-        step = max(1, len(files) // n_small)
-        for f in files[::step][:n_small]:
-            target = small / f.relative_to(large)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(f, target)
-        (small / "_complete").write_text("ok")
+    small = link_spread_subset(large, work / f"drop_{n_small}_{px}", n_small)
     return large, small, seconds
 
 
@@ -157,12 +154,7 @@ def machine_limit(drop: Path, model_size: int, variant: str, cores: int) -> dict
     from fakeface.models.factory import build_model
 
     cfg = load_config(ROOT / "conf" / "local.yaml")
-    sample = drop.parent / "limit_sample"
-    if not sample.exists():
-        files = sorted(drop.rglob("*.jpg"))
-        sample.mkdir()
-        for i, f in enumerate(files[:: max(1, len(files) // 2000)][:2000]):
-            os.link(f, sample / f"{i:05d}.jpg")
+    sample = link_spread_subset(drop, drop.parent / "limit_sample", 2000)
     decode_rate = decode_limit(sample, model_size, cfg.ingest.max_pixels, cores)
     model_rate = model_limit(build_model(variant), 2000, model_size, cfg.score.inference_batch_size)
     return {

@@ -34,6 +34,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.common import link_spread_subset  # noqa: E402
+
 MODEL_NAME = "bench-score"
 RUN_DATE = "2026-01-01"
 
@@ -105,17 +107,11 @@ def make_corpora(work: Path, sizes: list[int], px: int) -> dict[int, Path]:
         for i in range(big):
             pixels = rng.integers(0, 256, (px // 8, px // 8, 3), dtype=np.uint8)
             Image.fromarray(pixels).resize((px, px)).save(src / f"img_{i:05d}.jpg", quality=90)
-    files = sorted(p for p in src.rglob("*.jpg"))
     corpora = {big: src}
     for n in sizes:
         if n == big:
             continue
-        dst = work / f"corpus_{n}"
-        for f in files[:: max(1, len(files) // n)][:n]:
-            target = dst / f.relative_to(src)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(f, target)
-        corpora[n] = dst
+        corpora[n] = link_spread_subset(src, work / f"corpus_{n}", n)
     return corpora
 
 

@@ -136,6 +136,7 @@ def training_dataset(
 
             data = data.map(blend_tf, num_parallel_calls=1)
         if region_targets:
+            # selfblend.region_targets in graph ops: eyes merged, then nose and mouth.
             data = data.map(
                 lambda images, labels, flags: (
                     images,
