@@ -331,8 +331,13 @@ def _find_feature_layer(model: keras.Model, layer_name: str | None) -> tuple[Any
     for layer in top:
         inner = layer.layers if isinstance(layer, keras.Model) else [layer]
         for sub in inner:
-            # Only maps after the first convolution carry learned spatial features.
-            seen_conv = seen_conv or "Conv" in type(sub).__name__
+            # Only maps after the first convolution (or a fixed texture descriptor map, for
+            # the texture variants) carry spatial features worth explaining.
+            seen_conv = (
+                seen_conv
+                or "Conv" in type(sub).__name__
+                or getattr(sub, "spatial_descriptor", False)
+            )
             if seen_conv and _is_feature_layer(sub):
                 found = (layer, sub)
     if found is None:

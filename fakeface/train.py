@@ -256,12 +256,14 @@ def fit_variant(
         set_base_trainable,
         with_region_head,
     )
+    from fakeface.models.texture import adapt_kernels, kernel_layers
     from fakeface.selfblend import parse_region_flags, region_targets
 
     spec = get_variant(variant)
     use_weights = weights if spec.pretrained else "none"
     augment = cfg.train.augmentations or None
     region_weight = spec.region_weight
+    learning_rate = cfg.train.learning_rate * spec.learning_rate_scale
     with strategy.scope():
         model = build_model(variant, weights=use_weights, augment=augment, seed=cfg.train.seed)
         # A random base learns nothing frozen: only pretrained bases start frozen.
@@ -270,9 +272,13 @@ def fit_variant(
         # The region head trains beside the score unit; `model` (one output) is what is kept.
         fitted = with_region_head(model) if region_weight > 0 else model
     batch = cfg.train.batch_size
+    if kernel_layers(model):
+        # Kernel machines keep training examples as prototypes: set them before fitting.
+        with strategy.scope():
+            adapt_kernels(model, feed.collect_numpy(train_converter)["image"], batch)
     steps = max(1, math.ceil(len(train_converter) / batch))
     with strategy.scope():
-        _compile(fitted, cfg, cfg.train.learning_rate, steps * epochs, region_weight)
+        _compile(fitted, cfg, learning_rate, steps * epochs, region_weight)
     # Keras names a multi-output model's metrics after the output: val_score_auc.
     prefix = "score_" if region_weight > 0 else ""
     stopper = keras.callbacks.EarlyStopping(
@@ -289,11 +295,9 @@ def fit_variant(
     else:
         val_targets = val["label"]
     history: dict[str, list[float]] = {}
-    phases = [(epochs, cfg.train.learning_rate, None)]
+    phases = [(epochs, learning_rate, None)]
     if spec.pretrained and use_weights != "none" and cfg.train.fine_tune_epochs > 0:
-        phases.append(
-            (cfg.train.fine_tune_epochs, cfg.train.learning_rate / 10, cfg.train.fine_tune_layers)
-        )
+        phases.append((cfg.train.fine_tune_epochs, learning_rate / 10, cfg.train.fine_tune_layers))
     done = 0
     with feed.training_dataset(
         train_converter,

@@ -178,3 +178,29 @@ def test_self_blend_variant_trains_a_region_head_and_registers_one_output(
     model = mlflow.keras.load_model(f"models:/sbi/{result.version}")
     assert len(model.outputs) == 1
     assert model.predict(np.zeros((2, 48, 48, 3), np.uint8), verbose=0).shape == (2, 1)
+
+
+def test_kernel_variant_is_adapted_to_the_training_split_before_fitting(
+    spark, ingested: Path, tmp_path: Path
+) -> None:
+    import mlflow
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from fakeface.train import run_train
+
+    cfg = train_cfg(tmp_path, "mlflow.registered_model=kernel")
+    (result,) = run_train(
+        spark, cfg, str(ingested), ["texture_kernel"], folds=1, weights="none", epochs=2
+    )
+    model = mlflow.keras.load_model(f"models:/kernel/{result.version}")
+    kernel = model.get_layer("kernel")
+    prototypes = np.asarray(kernel.prototypes)
+    # The training split's images fill the 1024 prototypes in turn: one distinct row each.
+    n_train = int(MlflowClient().get_run(result.run_id).data.params["split.train"])
+    assert len(np.unique(prototypes, axis=0)) == n_train
+    assert np.asarray(kernel.scale).min() > 0 and np.abs(prototypes).max() > 0
+    assert model.predict(np.zeros((2, 48, 48, 3), np.uint8), verbose=0).shape == (2, 1)
+    # Grad-CAM explains the texture maps (the evaluation artifacts include the figure).
+    artifacts = {a.path for a in MlflowClient().list_artifacts(result.run_id, "evaluation")}
+    assert any("gradcam" in path for path in artifacts), artifacts

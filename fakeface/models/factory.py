@@ -20,6 +20,11 @@ from keras import layers
 from fakeface.errors import ModelError
 from fakeface.models.augment import DEFAULT_AUGMENTATION_PROBS, build_augmenter
 from fakeface.models.layers import CaffePreprocess, CastToFloat32
+from fakeface.models.texture import (
+    GradientOrientationHistogram,
+    LocalBinaryPatternHistogram,
+    RadialBasisKernel,
+)
 
 WEIGHT_CHOICES = ("none", "imagenet", "<path to a weights file>")
 
@@ -37,6 +42,7 @@ class Variant:
     # Training recipe, read by the training job (the scored model is the same either way):
     self_blend: float = 0.0  # self-blended fakes per real in each batch (fakeface.selfblend)
     region_weight: float = 0.0  # loss weight of a region-flag head (eyes, nose, mouth)
+    learning_rate_scale: float = 1.0  # multiplies train.learning_rate for this variant
 
 
 VARIANTS: dict[str, Variant] = {}
@@ -51,6 +57,7 @@ def register_variant(
     description: str = "",
     self_blend: float = 0.0,
     region_weight: float = 0.0,
+    learning_rate_scale: float = 1.0,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``body(x, *, weights)`` as variant ``name``."""
 
@@ -66,6 +73,7 @@ def register_variant(
             description,
             float(self_blend),
             float(region_weight),
+            float(learning_rate_scale),
         )
         return body
 
@@ -240,6 +248,69 @@ def _residual_aux(x, *, weights: str):
 )
 def _residual_sbi(x, *, weights: str):
     return _residual(x, weights=weights)
+
+
+@register_variant(
+    "texture_kernel",
+    input_size=160,
+    # A convex head on fixed features: 5x the CNN rate converges in the same 15 epochs
+    # (research/accuracy/kernel_probe.py: AUC 0.668 at 0.002 vs 0.682 at 0.01).
+    learning_rate_scale=5.0,
+    description="fixed HOG + LBP maps (160 px) -> RBF kernel on training prototypes -> logistic",
+)
+def _texture_kernel(x, *, weights: str):
+    logit = _texture_kernel_logit(x)
+    return layers.Activation("sigmoid", dtype="float32", name="score")(logit)
+
+
+def _texture_kernel_logit(x):
+    """HOG (8 px cells) + LBP (16 px cells) -> RBF kernel on training prototypes -> a logit."""
+    # The study's best detector was an RBF SVM on these descriptors; this is the same kernel
+    # machine in-graph, fitted with log-loss. No augmentation: the maps are positional.
+    hog = GradientOrientationHistogram(orientations=9, cell_size=8, name="hog")(x)
+    lbp = LocalBinaryPatternHistogram(radius=1, cell_size=16, name="lbp")(x)
+    features = layers.Concatenate(name="texture_features")(
+        [layers.Flatten(name="hog_flat")(hog), layers.Flatten(name="lbp_flat")(lbp)]
+    )
+    similarities = RadialBasisKernel(n_prototypes=1024, name="kernel")(features)
+    return layers.Dense(
+        1,
+        dtype="float32",
+        kernel_regularizer=keras.regularizers.L2(1e-4),
+        name="kernel_logit",
+    )(similarities)
+
+
+@register_variant(
+    "texture_kernel_sbi",
+    input_size=160,
+    learning_rate_scale=5.0,
+    self_blend=0.5,
+    description="texture_kernel + self-blended fakes made on the fly from training reals",
+)
+def _texture_kernel_sbi(x, *, weights: str):
+    return _texture_kernel(x, weights=weights)
+
+
+@register_variant(
+    "texture_residual",
+    input_size=160,
+    self_blend=0.5,
+    description="texture kernel machine + residual_sbi CNN (64 px), logits summed, trained jointly",
+)
+def _texture_residual(x, *, weights: str):
+    kernel_logit = _texture_kernel_logit(x)
+    # The kernel head is a convex problem that wants ~5x the CNN's learning rate (see
+    # texture_kernel); scaling its logit by 5 gives it that under Adam, whose steps do not
+    # depend on the gradient's scale, while the CNN keeps train.learning_rate.
+    kernel_logit = layers.Rescaling(5.0, name="kernel_logit_scale")(kernel_logit)
+    cnn = layers.Resizing(64, 64, name="cnn_resize", dtype="float32")(x)
+    cnn = layers.RandomFlip("horizontal", name="flip")(cnn)
+    cnn = layers.RandomTranslation(4 / 64, 4 / 64, fill_mode="reflect", name="shift")(cnn)
+    cnn = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale", dtype="float32")(cnn)
+    cnn_logit = layers.Dense(1, name="cnn_logit")(residual_features(cnn))
+    logit = layers.Add(name="logit")([kernel_logit, cnn_logit])
+    return layers.Activation("sigmoid", dtype="float32", name="score")(logit)
 
 
 def with_region_head(model: keras.Model, n_regions: int = 3) -> keras.Model:

@@ -794,3 +794,8 @@ class AugmentationPipeline(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "probs": dict(self.probs), "seed": self.seed}
+
+
+# The texture descriptors and the kernel layer live in their own module; importing it here
+# registers them too, so models using them reload after `import fakeface` like the rest.
+from fakeface.models import texture as _texture  # noqa: E402, F401

@@ -1,0 +1,293 @@
+"""Fixed (not learned) texture descriptors as Keras layers: HOG-like gradient-orientation
+histograms, local-binary-pattern histograms and per-cell colour/noise statistics.
+
+They are the classic features that did best in the accuracy study (an RBF SVM on HOG + LBP +
+block statistics), rebuilt in-graph so a learned head can be fused with them and the scored
+model stays one ``keras.Model``: no feature code outside the model to drift from training.
+Every layer takes float32 RGB in [0, 255], shape (batch, H, W, 3) with H and W multiples of
+its cell size, and returns a (batch, H / cell, W / cell, channels) map. No weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+register = keras.saving.register_keras_serializable(package="fakeface")
+
+# ITU-R BT.601 luma, as PIL's "L" conversion uses.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _grey(x):
+    r, g, b = x[..., 0:1], x[..., 1:2], x[..., 2:3]
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b) / 255.0
+
+
+def _shift(x, dy: int, dx: int):
+    """x shifted by (dy, dx) with edge replication: out[i, j] = x[i + dy, j + dx]."""
+    h, w = x.shape[1], x.shape[2]
+    pad = max(abs(dy), abs(dx))
+    padded = ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="symmetric")
+    return padded[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w, :]
+
+
+def _cell_mean(x, cell: int):
+    return ops.average_pool(x, pool_size=cell, strides=cell, padding="valid")
+
+
+class _CellLayer(keras.layers.Layer):
+    spatial_descriptor = True  # its map can be explained by Grad-CAM (fakeface.evaluate)
+
+    def __init__(self, cell_size: int = 8, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        if int(cell_size) < 1:
+            raise ValueError(f"cell_size must be >= 1, got {cell_size}")
+        self.cell_size = int(cell_size)
+
+    def build(self, input_shape) -> None:
+        # A constant 1 the map is multiplied by. It makes the map a function of a model
+        # variable, so a GradientTape watching the model's variables records everything
+        # downstream of it: Grad-CAM (fakeface.evaluate) needs the gradient at this map.
+        self.gain = self.add_weight(name="gain", shape=(), initializer="ones", trainable=False)
+
+    def _check(self, inputs) -> None:
+        h, w = inputs.shape[1], inputs.shape[2]
+        if h is None or w is None or h % self.cell_size or w % self.cell_size:
+            raise ValueError(
+                f"{type(self).__name__} needs a static height and width that are multiples of "
+                f"cell_size={self.cell_size}; got {h}x{w}"
+            )
+
+    def _out_hw(self, input_shape) -> tuple[int | None, int | None]:
+        h, w = input_shape[1], input_shape[2]
+        return (
+            None if h is None else h // self.cell_size,
+            None if w is None else w // self.cell_size,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "cell_size": self.cell_size}
+
+
+@register
+class GradientOrientationHistogram(_CellLayer):
+    """HOG-like map: per cell, gradient magnitude soft-binned by unsigned orientation.
+
+    Central-difference gradients of the grey image; each pixel votes its magnitude into the
+    two nearest of ``orientations`` bins over [0, pi) (linear interpolation, as in HOG). Each
+    cell histogram is divided by the L2 energy of its 3 x 3 cell neighbourhood (overlapping
+    block normalisation) and clipped at ``clip`` (HOG's L2-Hys).
+    """
+
+    def __init__(
+        self, orientations: int = 9, cell_size: int = 8, clip: float = 0.2, **kwargs: Any
+    ) -> None:
+        super().__init__(cell_size=cell_size, **kwargs)
+        if int(orientations) < 2:
+            raise ValueError(f"orientations must be >= 2, got {orientations}")
+        self.orientations = int(orientations)
+        self.clip = float(clip)
+
+    def call(self, inputs):
+        self._check(inputs)
+        grey = _grey(ops.cast(inputs, "float32"))
+        gx = _shift(grey, 0, 1) - _shift(grey, 0, -1)
+        gy = _shift(grey, 1, 0) - _shift(grey, -1, 0)
+        # No gradient flows back into the image, so sqrt at 0 needs no epsilon (and a flat
+        # image then has an all-zero map).
+        magnitude = ops.sqrt(gx * gx + gy * gy)
+        angle = ops.arctan2(gy, gx)  # (-pi, pi]
+        angle = ops.where(angle < 0, angle + math.pi, angle)  # unsigned: [0, pi]
+        n = self.orientations
+        position = angle * (n / math.pi) - 0.5  # bin k is centred at (k + 0.5) * pi / n
+        centres = ops.convert_to_tensor(np.arange(n, dtype=np.float32).reshape(1, 1, 1, n))
+        distance = ops.abs(position - centres)
+        distance = ops.minimum(distance, n - distance)  # orientation is circular
+        votes = ops.relu(1.0 - distance) * magnitude
+        hist = _cell_mean(votes, self.cell_size)
+        energy = ops.sum(hist * hist, axis=-1, keepdims=True)
+        block = ops.average_pool(energy, pool_size=3, strides=1, padding="same") * 9.0
+        return ops.minimum(hist / ops.sqrt(block + 1e-6), self.clip) * self.gain
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self._out_hw(input_shape), self.orientations)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "orientations": self.orientations, "clip": self.clip}
+
+
+# 8 neighbours at Chebyshev distance `radius`, in circular order.
+def _ring(radius: int) -> list[tuple[int, int]]:
+    r = radius
+    return [(-r, -r), (-r, 0), (-r, r), (0, r), (r, r), (r, 0), (r, -r), (0, -r)]
+
+
+@register
+class LocalBinaryPatternHistogram(_CellLayer):
+    """Per-cell histogram of rotation-invariant uniform local binary patterns (10 bins).
+
+    Each pixel compares its 8 neighbours at distance ``radius`` with itself (neighbour >=
+    centre is 1). A uniform pattern (at most 2 transitions round the ring) is coded by its
+    number of ones (0..8); every other pattern is code 9. Output: code frequencies per cell.
+    """
+
+    bins = 10
+
+    def __init__(self, radius: int = 1, cell_size: int = 16, **kwargs: Any) -> None:
+        super().__init__(cell_size=cell_size, **kwargs)
+        if int(radius) < 1:
+            raise ValueError(f"radius must be >= 1, got {radius}")
+        self.radius = int(radius)
+
+    def call(self, inputs):
+        self._check(inputs)
+        grey = ops.round(_grey(ops.cast(inputs, "float32")) * 255.0)
+        bits = [ops.cast(_shift(grey, dy, dx) >= grey, "float32") for dy, dx in _ring(self.radius)]
+        ones = ops.sum(ops.concatenate(bits, axis=-1), axis=-1)
+        transitions = sum(ops.abs(bits[i] - bits[i - 1]) for i in range(8))[..., 0]
+        code = ops.where(transitions <= 2, ones, ops.full_like(ones, 9.0))
+        one_hot = ops.one_hot(ops.cast(code, "int32"), self.bins, dtype="float32")
+        return _cell_mean(one_hot, self.cell_size) * self.gain
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self._out_hw(input_shape), self.bins)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "radius": self.radius}
+
+
+_YCBCR = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+    np.float32,
+)
+
+
+@register
+class CellStatistics(_CellLayer):
+    """Per cell: Y/Cb/Cr mean minus the image mean, and the mean absolute Laplacian residual
+    of each channel (local noise level), all on a [0, 1] scale. 6 channels.
+
+    Pasted regions differ from their host in colour and in noise/sharpness; these maps show
+    where.
+    """
+
+    def call(self, inputs):
+        self._check(inputs)
+        x = ops.cast(inputs, "float32") / 255.0
+        ycc = ops.einsum("bhwc,dc->bhwd", x, ops.convert_to_tensor(_YCBCR))
+        mean = _cell_mean(ycc, self.cell_size)
+        centred = mean - ops.mean(mean, axis=(1, 2), keepdims=True)
+        laplace = 4.0 * ycc - (
+            _shift(ycc, 1, 0) + _shift(ycc, -1, 0) + _shift(ycc, 0, 1) + _shift(ycc, 0, -1)
+        )
+        noise = _cell_mean(ops.abs(laplace), self.cell_size)
+        return ops.concatenate([centred, noise], axis=-1) * self.gain
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self._out_hw(input_shape), 6)
+
+
+@register
+class RadialBasisKernel(keras.layers.Layer):
+    """Gaussian-kernel similarities of standardised feature vectors to stored prototypes.
+
+    ``exp(-gamma * ||z - p||^2)`` for each of ``n_prototypes`` prototypes p, where z is the
+    input standardised with stored means and scales and gamma is 1 / features (scikit-learn's
+    ``gamma="scale"`` for standardised features). A Dense unit on top is a kernel machine (an
+    RBF SVM's decision function has exactly that form); trained with log-loss it is kernel
+    logistic regression. Means, scales and prototypes are not trained by gradient descent:
+    ``adapt(features)`` sets them from training examples before fitting, and they are saved
+    with the model.
+    """
+
+    def __init__(self, n_prototypes: int = 1024, seed: int = 0, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if int(n_prototypes) < 1:
+            raise ValueError(f"n_prototypes must be >= 1, got {n_prototypes}")
+        self.n_prototypes = int(n_prototypes)
+        self.seed = int(seed)
+
+    def build(self, input_shape) -> None:
+        features = input_shape[-1]
+        if features is None:
+            raise ValueError("RadialBasisKernel needs a known feature dimension")
+        self.gamma = 1.0 / float(features)
+        self.mean = self.add_weight(
+            name="mean", shape=(features,), initializer="zeros", trainable=False
+        )
+        self.scale = self.add_weight(
+            name="scale", shape=(features,), initializer="ones", trainable=False
+        )
+        self.prototypes = self.add_weight(
+            name="prototypes",
+            shape=(self.n_prototypes, features),
+            initializer="zeros",
+            trainable=False,
+        )
+
+    def adapt(self, features: np.ndarray) -> None:
+        """Set means and scales from ``features`` (N, F) and pick prototypes among them.
+
+        With more examples than prototypes, a seeded random subset; with fewer, every example
+        and then repeats (a repeated prototype only doubles a column the Dense unit can weigh).
+        """
+        features = np.asarray(features, np.float32)
+        if features.ndim != 2 or len(features) == 0:
+            raise ValueError(f"adapt needs a non-empty (N, F) array, got shape {features.shape}")
+        if not self.built:
+            self.build(features.shape)
+        mean = features.mean(axis=0)
+        scale = features.std(axis=0)
+        scale = np.where(scale > 1e-6, scale, 1.0).astype(np.float32)
+        rng = np.random.default_rng(self.seed)
+        n = len(features)
+        if n >= self.n_prototypes:
+            chosen = np.sort(rng.choice(n, self.n_prototypes, replace=False))
+        else:
+            chosen = np.resize(np.arange(n), self.n_prototypes)
+        self.mean.assign(mean)
+        self.scale.assign(scale)
+        self.prototypes.assign((features[chosen] - mean) / scale)
+
+    def call(self, inputs):
+        z = (ops.cast(inputs, "float32") - self.mean) / self.scale
+        p = ops.convert_to_tensor(self.prototypes)
+        squared = (
+            ops.sum(z * z, axis=-1, keepdims=True)
+            - 2.0 * ops.matmul(z, ops.transpose(p))
+            + ops.sum(p * p, axis=-1)[None, :]
+        )
+        return ops.exp(-self.gamma * ops.relu(squared))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_prototypes)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_prototypes": self.n_prototypes, "seed": self.seed}
+
+
+def kernel_layers(model: keras.Model) -> list[RadialBasisKernel]:
+    """The RadialBasisKernel layers of ``model`` (they need ``adapt_kernels`` before fitting)."""
+    return [layer for layer in model.layers if isinstance(layer, RadialBasisKernel)]
+
+
+def adapt_kernels(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> int:
+    """Adapt every RadialBasisKernel of ``model`` to the features ``images`` produce.
+
+    ``images`` are the training images the model will be fitted on (uint8, model input).
+    Features come from the model's own layers in inference mode (no augmentation). Returns
+    the number of kernel layers adapted (0 for models without one).
+    """
+    kernels = kernel_layers(model)
+    for layer in kernels:
+        extractor = keras.Model(model.inputs, layer.input)
+        layer.adapt(extractor.predict(images, batch_size=batch_size, verbose=0))
+    return len(kernels)
