@@ -189,3 +189,18 @@ def test_texture_kernel_model_adapts_to_training_images_and_reloads(tmp_path):
     np.testing.assert_allclose(reloaded.predict(images, verbose=0), predictions, rtol=1e-5)
     # Models without kernel layers are left alone.
     assert adapt_kernels(build_model("custom"), images) == 0
+
+
+def test_texture_variants_train_only_their_heads_and_the_cnn():
+    for name in ("texture_kernel", "texture_kernel_sbi"):
+        model = build_model(name)
+        trainable = {w.path.split("/")[0] for w in model.trainable_weights}
+        assert trainable == {"kernel_logit"}, (name, trainable)
+    fused = build_model("texture_residual")
+    trainable = {w.path.split("/")[0] for w in fused.trainable_weights}
+    assert {"kernel_logit", "cnn_logit", "stem"} <= trainable
+    assert not trainable & {"hog", "lbp", "kernel"}
+    images = np.random.default_rng(1).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    assert adapt_kernels(fused, images) == 1
+    first, second = fused.predict(images, verbose=0), fused.predict(images, verbose=0)
+    assert first.shape == (6, 1) and np.array_equal(first, second)  # no augmentation at inference
