@@ -12,7 +12,7 @@ SUBMIT := $(VENV)/bin/spark-submit --driver-java-options "-Dlog4j2.configuration
 PYTEST_ARGS ?=
 
 .PHONY: install check-java test test-fast lint format demo mlflow-ui bench-ingest bench-train \
-        bench-score bench-accuracy bench-load clean
+        bench-score bench-accuracy bench-heldout bench-load clean
 
 install: check-java $(STAMP)
 
@@ -61,6 +61,9 @@ bench-score: install
 
 bench-accuracy: install
 	$(PY) benchmarks/accuracy.py
+
+bench-heldout: install
+	$(PY) benchmarks/heldout.py
 
 bench-load: install
 	$(PY) benchmarks/load.py

@@ -1,7 +1,8 @@
 """Training benchmark: seconds per epoch and images/s per variant; the petastorm feed's cost.
 
     python benchmarks/train.py [--data DIR] [--images 512] [--variants custom,custom_aug,...]
-    (default variants: the study's five, the production recipe `residual`, `residual_sbi`)
+    (default variants: the study's five, `residual`, `residual_sbi`, the production recipe
+    `texture_kernel`)
 
 On the same rows for every variant (synthetic unless --data names an ingested dataset):
 - per variant: one warm-up epoch, then one timed epoch fed by petastorm (seconds, images/s);
@@ -45,7 +46,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=160, help="ingest size for synthetic data")
     parser.add_argument(
         "--variants",
-        default="custom,custom_aug,simple,vgg16,efficientnetb4,residual,residual_sbi",
+        default="custom,custom_aug,simple,vgg16,efficientnetb4,residual,residual_sbi,texture_kernel",
     )
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
@@ -59,6 +60,7 @@ def main() -> int:
     from fakeface.config import load_config
     from fakeface.ingest import run_ingest
     from fakeface.models.factory import build_model, get_variant, with_region_head
+    from fakeface.models.texture import adapt_kernels, kernel_layers
     from fakeface.spark import build_spark_session
     from fakeface.train import _compile, configure_tensorflow, load_training_frame
 
@@ -97,6 +99,10 @@ def main() -> int:
         keras.utils.set_random_seed(0)
         spec = get_variant(variant)
         model = build_model(variant)
+        if kernel_layers(model):  # adapted to the training rows first, as the job does
+            started = time.perf_counter()
+            adapt_kernels(model, feed.collect_numpy(converter)["image"], batch)
+            print(f"{variant}: kernel adapted in {time.perf_counter() - started:.1f} s", flush=True)
         if spec.region_weight:  # trained with a region head, as the training job does
             model = with_region_head(model)
         _compile(model, cfg, 1e-3, steps, spec.region_weight)

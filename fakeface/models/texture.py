@@ -28,12 +28,41 @@ def _grey(x):
     return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b) / 255.0
 
 
-def _shift(x, dy: int, dx: int):
-    """x shifted by (dy, dx) with edge replication: out[i, j] = x[i + dy, j + dx]."""
-    h, w = x.shape[1], x.shape[2]
-    pad = max(abs(dy), abs(dx))
-    padded = ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="symmetric")
-    return padded[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w, :]
+def _offset_differences(x, offsets: list[tuple[tuple[int, int], tuple[int, int]]]):
+    """x[i + a] - x[i + b] for each pair of offsets (a, b), as channels of one convolution.
+
+    ``x`` is (batch, H, W, 1); edges are mirrored (the pixel beyond the border repeats the
+    border pixel). One padding and one small fixed convolution replace a padded copy per
+    offset: the descriptors are several times faster this way on CPU.
+    """
+    radius = max(abs(v) for pair in offsets for offset in pair for v in offset)
+    size = 2 * radius + 1
+    kernel = np.zeros((size, size, 1, len(offsets)), np.float32)
+    for k, ((ay, ax), (by, bx)) in enumerate(offsets):
+        kernel[radius + ay, radius + ax, 0, k] += 1.0
+        kernel[radius + by, radius + bx, 0, k] -= 1.0
+    pad = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
+    padded = ops.pad(x, pad, mode="symmetric")
+    return ops.conv(padded, ops.convert_to_tensor(kernel), strides=1, padding="valid")
+
+
+def _cell_histogram(index, weight, bins: int, cell: int):
+    """Per-cell histograms: mean over each cell of ``weight`` voted into bin ``index``.
+
+    ``index`` (batch, H, W) int32 in [0, bins), ``weight`` (batch, H, W) float32. One
+    scatter-add (bincount) instead of a (batch, H, W, bins) one-hot map and a pooling.
+    """
+    batch = ops.shape(index)[0]
+    h, w = index.shape[1], index.shape[2]
+    rows, cols = h // cell, w // cell
+    cell_id = (np.arange(h) // cell)[:, None] * cols + (np.arange(w) // cell)[None, :]
+    offsets = ops.arange(batch, dtype="int32")[:, None, None] * (rows * cols)
+    flat = (offsets + ops.convert_to_tensor(cell_id.astype(np.int32))[None]) * bins + index
+    total = batch * (rows * cols * bins)
+    sums = ops.segment_sum(
+        ops.reshape(weight, (-1,)), ops.reshape(flat, (-1,)), num_segments=total
+    )
+    return ops.reshape(sums, (batch, rows, cols, bins)) / float(cell * cell)
 
 
 def _cell_mean(x, cell: int):
@@ -98,20 +127,29 @@ class GradientOrientationHistogram(_CellLayer):
     def call(self, inputs):
         self._check(inputs)
         grey = _grey(ops.cast(inputs, "float32"))
-        gx = _shift(grey, 0, 1) - _shift(grey, 0, -1)
-        gy = _shift(grey, 1, 0) - _shift(grey, -1, 0)
+        gradients = _offset_differences(grey, [((0, 1), (0, -1)), ((1, 0), (-1, 0))])
+        gx, gy = gradients[..., 0:1], gradients[..., 1:2]
         # No gradient flows back into the image, so sqrt at 0 needs no epsilon (and a flat
         # image then has an all-zero map).
         magnitude = ops.sqrt(gx * gx + gy * gy)
         angle = ops.arctan2(gy, gx)  # (-pi, pi]
         angle = ops.where(angle < 0, angle + math.pi, angle)  # unsigned: [0, pi]
         n = self.orientations
-        position = angle * (n / math.pi) - 0.5  # bin k is centred at (k + 0.5) * pi / n
-        centres = ops.convert_to_tensor(np.arange(n, dtype=np.float32).reshape(1, 1, 1, n))
-        distance = ops.abs(position - centres)
-        distance = ops.minimum(distance, n - distance)  # orientation is circular
-        votes = ops.relu(1.0 - distance) * magnitude
-        hist = _cell_mean(votes, self.cell_size)
+        position = (angle * (n / math.pi) - 0.5)[..., 0]  # bin k is centred at (k + 0.5) pi / n
+        lower = ops.floor(position)
+        upper_share = (position - lower) * magnitude[..., 0]
+        lower_share = magnitude[..., 0] - upper_share
+        lower = ops.cast(lower, "int32")
+        # Orientation is circular: bin -1 is bin n - 1, bin n is bin 0.
+        lower_bin, upper_bin = (lower + n) % n, (lower + 1) % n
+        hist = _cell_histogram(
+            ops.concatenate([lower_bin, upper_bin], axis=0),
+            ops.concatenate([lower_share, upper_share], axis=0),
+            n,
+            self.cell_size,
+        )
+        batch = ops.shape(lower)[0]
+        hist = hist[:batch] + hist[batch:]
         energy = ops.sum(hist * hist, axis=-1, keepdims=True)
         block = ops.average_pool(energy, pool_size=3, strides=1, padding="same") * 9.0
         return ops.minimum(hist / ops.sqrt(block + 1e-6), self.clip) * self.gain
@@ -127,6 +165,21 @@ class GradientOrientationHistogram(_CellLayer):
 def _ring(radius: int) -> list[tuple[int, int]]:
     r = radius
     return [(-r, -r), (-r, 0), (-r, r), (0, r), (r, r), (r, 0), (r, -r), (0, -r)]
+
+
+def _uniform_codes() -> np.ndarray:
+    """Rotation-invariant uniform code of each 8-bit ring pattern: its number of ones when
+    it has at most 2 transitions round the ring, else 9."""
+    codes = np.zeros(256, np.int32)
+    for pattern in range(256):
+        bits = [(pattern >> i) & 1 for i in range(8)]
+        transitions = sum(bits[i] != bits[i - 1] for i in range(8))
+        codes[pattern] = sum(bits) if transitions <= 2 else 9
+    return codes
+
+
+_UNIFORM_CODE = _uniform_codes()
+_BIT_VALUES = (2 ** np.arange(8)).astype(np.int32)
 
 
 @register
@@ -149,12 +202,14 @@ class LocalBinaryPatternHistogram(_CellLayer):
     def call(self, inputs):
         self._check(inputs)
         grey = ops.round(_grey(ops.cast(inputs, "float32")) * 255.0)
-        bits = [ops.cast(_shift(grey, dy, dx) >= grey, "float32") for dy, dx in _ring(self.radius)]
-        ones = ops.sum(ops.concatenate(bits, axis=-1), axis=-1)
-        transitions = sum(ops.abs(bits[i] - bits[i - 1]) for i in range(8))[..., 0]
-        code = ops.where(transitions <= 2, ones, ops.full_like(ones, 9.0))
-        one_hot = ops.one_hot(ops.cast(code, "int32"), self.bins, dtype="float32")
-        return _cell_mean(one_hot, self.cell_size) * self.gain
+        # Neighbour minus centre, exact: grey levels are whole numbers here.
+        differences = _offset_differences(grey, [(n, (0, 0)) for n in _ring(self.radius)])
+        bits = ops.cast(differences >= 0, "float32")
+        # The 8 bits as one number 0..255 (a matrix product: exact in float32).
+        pattern = ops.matmul(bits, ops.convert_to_tensor(_BIT_VALUES.astype(np.float32)))
+        code = ops.take(ops.convert_to_tensor(_UNIFORM_CODE), ops.cast(pattern, "int32"))
+        weight = ops.ones(ops.shape(code), dtype="float32")
+        return _cell_histogram(code, weight, self.bins, self.cell_size) * self.gain
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *self._out_hw(input_shape), self.bins)
@@ -184,9 +239,10 @@ class CellStatistics(_CellLayer):
         ycc = ops.einsum("bhwc,dc->bhwd", x, ops.convert_to_tensor(_YCBCR))
         mean = _cell_mean(ycc, self.cell_size)
         centred = mean - ops.mean(mean, axis=(1, 2), keepdims=True)
-        laplace = 4.0 * ycc - (
-            _shift(ycc, 1, 0) + _shift(ycc, -1, 0) + _shift(ycc, 0, 1) + _shift(ycc, 0, -1)
-        )
+        laplacian = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float32)
+        kernel = np.repeat(laplacian[:, :, None, None], 3, axis=2)  # one per channel
+        padded = ops.pad(ycc, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
+        laplace = ops.depthwise_conv(padded, ops.convert_to_tensor(kernel), padding="valid")
         noise = _cell_mean(ops.abs(laplace), self.cell_size)
         return ops.concatenate([centred, noise], axis=-1) * self.gain
 
