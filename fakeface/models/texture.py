@@ -59,9 +59,7 @@ def _cell_histogram(index, weight, bins: int, cell: int):
     offsets = ops.arange(batch, dtype="int32")[:, None, None] * (rows * cols)
     flat = (offsets + ops.convert_to_tensor(cell_id.astype(np.int32))[None]) * bins + index
     total = batch * (rows * cols * bins)
-    sums = ops.segment_sum(
-        ops.reshape(weight, (-1,)), ops.reshape(flat, (-1,)), num_segments=total
-    )
+    sums = ops.segment_sum(ops.reshape(weight, (-1,)), ops.reshape(flat, (-1,)), num_segments=total)
     return ops.reshape(sums, (batch, rows, cols, bins)) / float(cell * cell)
 
 
