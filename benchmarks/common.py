@@ -58,6 +58,16 @@ def link_spread_subset(src: Path, dst: Path, n: int) -> Path:
     return dst
 
 
+def spark_submit_prefix() -> list[str]:
+    """`spark-submit` of this interpreter's environment with the project's log4j config."""
+    log4j = ROOT / "conf" / "log4j2.properties"
+    return [
+        str(Path(sys.executable).parent / "spark-submit"),
+        "--driver-java-options",
+        f"-Dlog4j2.configurationFile=file:{log4j}",
+    ]
+
+
 def image_files(folder: Path) -> list[Path]:
     """The corpus's image files."""
     return sorted(p for p in folder.rglob("*.jpg"))

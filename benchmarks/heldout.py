@@ -25,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.common import spark_submit_prefix  # noqa: E402
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real-and-fake-face-160"
 RUN_DATE = "2026-01-01"
 
@@ -37,26 +39,33 @@ def split_corpus(data_dir: Path, work: Path, holdout: float, seed: int) -> Path:
     import numpy as np
     import pandas as pd
 
+    from fakeface.decode import image_id
     from fakeface.labels import parse_path_label
+    from fakeface.split import make_split
 
     files = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    rows = []
-    for path in files:
-        label = parse_path_label(str(path))
-        rows.append({"source": path, "label": label.label, "level": label.level or "real"})
-    table = pd.DataFrame(rows)
+    labels = [parse_path_label(str(path)) for path in files]
+    table = pd.DataFrame(
+        {
+            "source": files,
+            "id": [image_id(path.read_bytes()) for path in files],
+            "label": [label.label for label in labels],
+            "level": [label.level or "real" for label in labels],
+        }
+    )
+    # The training job's own stratified carving (label x level; identical bytes on one side).
+    held_ids = make_split(
+        list(table.id), list(table.label), list(table.level), holdout, 0.0, seed
+    ).eval
+    held = table.id.isin(held_ids).to_numpy()
     rng = np.random.default_rng(seed)
-    held = np.zeros(len(table), bool)
-    for _, group in table.groupby(["label", "level"]):
-        take = round(len(group) * holdout)
-        held[rng.choice(group.index.to_numpy(), take, replace=False)] = True
     for sub in ("train", "heldout"):
         shutil.rmtree(work / sub, ignore_errors=True)
     order = rng.permutation(int(held.sum()))
     names = []
+    (work / "heldout").mkdir(parents=True)
     for rank, (_, row) in zip(order, table[held].iterrows(), strict=True):
         name = f"upload_{rank:05d}{row.source.suffix.lower()}"
-        (work / "heldout").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(row.source, work / "heldout" / name)
         names.append(name)
     for _, row in table[~held].iterrows():
@@ -71,9 +80,7 @@ def split_corpus(data_dir: Path, work: Path, holdout: float, seed: int) -> Path:
 
 def submit(job: str, *args: str, ok: tuple[int, ...] = (0,)) -> float:
     """spark-submit one job; minutes it took. Exits on an unexpected return code."""
-    spark_submit = Path(sys.executable).parent / "spark-submit"
-    log4j = f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}"
-    command = [str(spark_submit), "--driver-java-options", log4j, f"jobs/{job}.py", *args]
+    command = [*spark_submit_prefix(), f"jobs/{job}.py", *args]
     print("$", " ".join(command[3:]), flush=True)
     started = time.monotonic()
     done = subprocess.run(command, cwd=ROOT)

@@ -38,6 +38,7 @@ from benchmarks.common import (
     link_spread_subset,
     machine_line,
     setup_environment,
+    spark_submit_prefix,
 )
 
 RUN_DATE = "2026-11-26"
@@ -104,11 +105,8 @@ def score_drop(drop: Path, out: Path, work: Path) -> dict[str, float]:
     import pyarrow.dataset as pads
 
     shutil.rmtree(out, ignore_errors=True)
-    submit = Path(sys.executable).parent / "spark-submit"
     cmd = [
-        str(submit),
-        "--driver-java-options",
-        f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}",
+        *spark_submit_prefix(),
         str(ROOT / "jobs" / "score.py"),
         "--conf", str(ROOT / "conf" / "local.yaml"),
         "--input", str(drop), "--output", str(out), "--run-date", RUN_DATE,

@@ -222,11 +222,15 @@ def residual_features(x, width: int = 16, dropout: float = 0.3):
     "residual", input_size=64, description="residual CNN from scratch (64 px), flip + shift"
 )
 def _residual(x, *, weights: str):
+    return _score(residual_features(_residual_input(x)))
+
+
+def _residual_input(x):
+    """The residual CNN's input: flip, ±4 px shift (training only), then [-1, 1]."""
     # Light geometric augmentation only: the study's colour/blur ones erase editing traces.
     x = layers.RandomFlip("horizontal", name="flip")(x)
     x = layers.RandomTranslation(4 / 64, 4 / 64, fill_mode="reflect", name="shift")(x)
-    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale", dtype="float32")(x)
-    return _score(residual_features(x))
+    return layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale", dtype="float32")(x)
 
 
 @register_variant(
@@ -304,10 +308,7 @@ def _texture_residual(x, *, weights: str):
     # texture_kernel); scaling its logit by 5 gives it that under Adam, whose steps do not
     # depend on the gradient's scale, while the CNN keeps train.learning_rate.
     kernel_logit = layers.Rescaling(5.0, name="kernel_logit_scale")(kernel_logit)
-    cnn = layers.Resizing(64, 64, name="cnn_resize", dtype="float32")(x)
-    cnn = layers.RandomFlip("horizontal", name="flip")(cnn)
-    cnn = layers.RandomTranslation(4 / 64, 4 / 64, fill_mode="reflect", name="shift")(cnn)
-    cnn = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale", dtype="float32")(cnn)
+    cnn = _residual_input(layers.Resizing(64, 64, name="cnn_resize", dtype="float32")(x))
     cnn_logit = layers.Dense(1, name="cnn_logit")(residual_features(cnn))
     logit = layers.Add(name="logit")([kernel_logit, cnn_logit])
     return layers.Activation("sigmoid", dtype="float32", name="score")(logit)

@@ -11,6 +11,7 @@ trained (their one weight is a constant gain, for Grad-CAM).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -141,15 +142,8 @@ class GradientOrientationHistogram(_CellLayer):
         lower_share = magnitude[..., 0] - upper_share
         lower = ops.cast(lower, "int32")
         # Orientation is circular: bin -1 is bin n - 1, bin n is bin 0.
-        lower_bin, upper_bin = (lower + n) % n, (lower + 1) % n
-        hist = _cell_histogram(
-            ops.concatenate([lower_bin, upper_bin], axis=0),
-            ops.concatenate([lower_share, upper_share], axis=0),
-            n,
-            self.cell_size,
-        )
-        batch = ops.shape(lower)[0]
-        hist = hist[:batch] + hist[batch:]
+        hist = _cell_histogram((lower + n) % n, lower_share, n, self.cell_size)
+        hist = hist + _cell_histogram((lower + 1) % n, upper_share, n, self.cell_size)
         energy = ops.sum(hist * hist, axis=-1, keepdims=True)
         block = ops.average_pool(energy, pool_size=3, strides=1, padding="same") * 9.0
         return ops.minimum(hist / ops.sqrt(block + 1e-6), self.clip) * self.gain
@@ -167,6 +161,7 @@ def _ring(radius: int) -> list[tuple[int, int]]:
     return [(-r, -r), (-r, 0), (-r, r), (0, r), (r, r), (r, 0), (r, -r), (0, -r)]
 
 
+@functools.cache
 def _uniform_codes() -> np.ndarray:
     """Rotation-invariant uniform code of each 8-bit ring pattern: its number of ones when
     it has at most 2 transitions round the ring, else 9."""
@@ -178,8 +173,7 @@ def _uniform_codes() -> np.ndarray:
     return codes
 
 
-_UNIFORM_CODE = _uniform_codes()
-_BIT_VALUES = (2 ** np.arange(8)).astype(np.int32)
+_BIT_VALUES = (2.0 ** np.arange(8)).astype(np.float32)  # ring bit i is worth 2^i
 
 
 @register
@@ -206,8 +200,8 @@ class LocalBinaryPatternHistogram(_CellLayer):
         differences = _offset_differences(grey, [(n, (0, 0)) for n in _ring(self.radius)])
         bits = ops.cast(differences >= 0, "float32")
         # The 8 bits as one number 0..255 (a matrix product: exact in float32).
-        pattern = ops.matmul(bits, ops.convert_to_tensor(_BIT_VALUES.astype(np.float32)))
-        code = ops.take(ops.convert_to_tensor(_UNIFORM_CODE), ops.cast(pattern, "int32"))
+        pattern = ops.matmul(bits, ops.convert_to_tensor(_BIT_VALUES))
+        code = ops.take(ops.convert_to_tensor(_uniform_codes()), ops.cast(pattern, "int32"))
         weight = ops.ones(ops.shape(code), dtype="float32")
         return _cell_histogram(code, weight, self.bins, self.cell_size) * self.gain
 
