@@ -110,6 +110,8 @@ def main() -> int:
     import numpy as np
     import pandas as pd
 
+    from fakeface import registry
+    from fakeface.config import load_config
     from fakeface.metrics import classification_metrics
 
     key = pd.read_csv(split_corpus(data_dir, work, args.holdout, args.seed))
@@ -146,8 +148,10 @@ def main() -> int:
     joined = key.merge(out[["file", "p_fake", "is_fake", "status"]], on="file", how="left")
     missing = int(joined["p_fake"].isna().sum())
     scored = joined.dropna(subset=["p_fake"])
-    # is_fake applies the registered threshold: recover it as the cut between the classes.
-    threshold = float(scored.loc[scored.is_fake.astype(bool), "p_fake"].min())
+    # The champion's registered threshold: the cut jobs/score.py applied for is_fake.
+    cfg = load_config(ROOT / conf)
+    champion = f"models:/{cfg.mlflow.registered_model}@{cfg.mlflow.champion_alias}"
+    threshold = registry.resolve_model(registry.configure_mlflow(cfg), champion).threshold
     metrics = classification_metrics(
         scored.label.to_numpy(), scored.p_fake.to_numpy(), threshold, list(scored.level)
     )
