@@ -34,5 +34,5 @@ setup(
     packages=find_packages(include=["fakeface", "fakeface.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
-    entry_points={"console_scripts": ["fakeface=fakeface.cli:main"]},
+    entry_points={"console_scripts": ["fakeface=fakeface.console:main"]},
 )

@@ -281,7 +281,8 @@ def _run(
 
     from fakeface.config import load_config
     from fakeface.ingest import run_ingest
-    from fakeface.score import download_model, run_score
+    from fakeface.model_bundle import download_model
+    from fakeface.score_run import run_score
     from fakeface.spark import build_spark_session
 
     cfg = load_config(

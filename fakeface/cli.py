@@ -93,17 +93,3 @@ def run_job(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The `fakeface` console script: `fakeface report ...`, `fakeface synth ...`."""
-    parser = JobArgumentParser(prog="fakeface", description="fakeface tools")
-    parser.add_argument("command", choices=["report", "synth"])
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "synth":
-        from fakeface import synth
-
-        return synth.main(rest)
-    from fakeface import report
-
-    return run_job(report.main, rest)

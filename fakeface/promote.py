@@ -188,7 +188,8 @@ def score_both(
 
 
 def _load(resolved: ResolvedModel, shapes: list[tuple[int, int]]) -> Any:
-    from fakeface.score import load_model_cached, package_model
+    from fakeface.model_bundle import package_model
+    from fakeface.score import load_model_cached
 
     packed = package_model(resolved, shapes)
     return load_model_cached(packed.data, packed.key)

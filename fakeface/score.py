@@ -1,57 +1,42 @@
-"""Nightly scoring: numpy core, model distribution, pandas-UDF wrapper and `run_score`.
+"""Scoring core: numpy in, numpy out, and the thin Spark wrappers that run it on workers.
 
-The driver resolves the model URI once (`models:/NAME@champion` -> one version), checks its
-signature and archive against the data, packs its MLflow folder into bytes and broadcasts
-them. Each Python worker unpacks and loads that version once (cached by version and content
-digest) and scores Arrow batches with `predict_scores`, which is plain numpy in, numpy out:
-raw files are decoded and scored in one `mapInPandas` pass (`decode_and_score`), ingested
-pixels go through a scalar-iterator pandas UDF (`make_score_udf`).
-
-Output: `<output>/run_date=<date>/` Parquet, one row per input image (OUTPUT_SCHEMA), written
-through `storage` (staged, swapped in under the date's lock; a rerun replaces the date).
-Input is a folder of raw images (decoded in the same pass) or an ingested Parquet dataset
-(every row of every `run_date=` partition, or one partition folder given directly).
+`predict_scores` / `score_frame` are plain functions on arrays (no Spark). Each Python worker
+loads the broadcast model once (`load_model_cached`, keyed by version and content digest)
+and scores Arrow batches: raw files are decoded and scored in one `mapInPandas` pass
+(`decode_and_score`), ingested pixels go through a scalar-iterator pandas UDF
+(`make_score_udf`). `score_columns` settles the output columns, statuses and errors.
+The run itself (resolve, check, broadcast, write, summarise) is `fakeface.score_run`.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
-import hashlib
-import io
-import json
 import logging
 import os
 import shutil
-import tarfile
 import tempfile
 import threading
-import time
-import zipfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from fakeface.errors import InputError, ModelError
+from fakeface.errors import ModelError
+from fakeface.model_bundle import unpack_model
 
 if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame
 
     from fakeface.config import Config
     from fakeface.registry import ResolvedModel
 
 log = logging.getLogger(__name__)
 
-EXIT_ERROR_SHARE = 4
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 ERROR_NO_SCORE = "no_score"
-HISTOGRAM_BINS = 10
 
 OUTPUT_SCHEMA = (
     "image_id string, path string, p_fake float, is_fake boolean, threshold double, "
@@ -106,37 +91,11 @@ def score_frame(
     return scores
 
 
-# --------------------------------------------------------------------------- model packing
+# --------------------------------------------------------------------------- model cache
 
 _MODEL_CACHE: collections.OrderedDict[str, Any] = collections.OrderedDict()
 _MODEL_CACHE_SIZE = 2  # promotion holds champion + candidate; workers need one
 _MODEL_LOCK = threading.Lock()
-
-
-def pack_model_dir(model_dir: str | Path) -> bytes:
-    """An MLflow model folder as uncompressed tar bytes (the .keras file is a zip already)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        # Same files -> same bytes (no mtimes/owners), so the digest in the cache key is
-        # stable across downloads and reused Python workers keep their loaded model.
-        tar.add(str(model_dir), arcname="model", filter=_normalized)
-    return buffer.getvalue()
-
-
-def _normalized(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-    info.mode = 0o755 if info.isdir() else 0o644
-    return info
-
-
-def unpack_model(data: bytes, dest: str | Path) -> Path:
-    """Unpack `pack_model_dir` bytes under `dest`; return the model folder."""
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-        if hasattr(tarfile, "data_filter"):  # refuses links and paths outside dest
-            tar.extractall(str(dest), filter="data")
-        else:  # pragma: no cover - Python < 3.11.4
-            tar.extractall(str(dest))
-    return Path(dest) / "model"
 
 
 def configure_tf_threads(num_threads: int | None) -> None:
@@ -183,151 +142,6 @@ def load_model_cached(
         while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
             _MODEL_CACHE.popitem(last=False)
         return model
-
-
-@dataclass(frozen=True)
-class PackedModel:
-    """A resolved model version and its MLflow folder as bytes, ready to broadcast."""
-
-    resolved: ResolvedModel
-    data: bytes
-    digest: str
-
-    @property
-    def key(self) -> str:
-        """Cache key: the version plus a content digest (two stores may reuse numbers)."""
-        return f"{self.resolved.name}/{self.resolved.version}/{self.digest[:16]}"
-
-
-def download_model(resolved: ResolvedModel, dest: str | Path) -> Path:
-    """Download a registered version's MLflow folder to `dest`."""
-    import mlflow
-
-    from fakeface.registry import with_retry
-
-    try:
-        path = with_retry(
-            lambda: mlflow.artifacts.download_artifacts(
-                artifact_uri=resolved.uri, dst_path=str(dest)
-            )
-        )
-    except Exception as exc:
-        raise ModelError(f"cannot download {resolved.uri}: {str(exc).splitlines()[0]}") from None
-    if not (Path(path) / "MLmodel").is_file():
-        # MLflow "downloads" an emptied or deleted artifact folder without complaint.
-        raise ModelError(
-            f"{resolved.uri} has no files at its artifact location (deleted or never"
-            " uploaded); re-register the model from its training run"
-        )
-    return Path(path)
-
-
-def package_model(resolved: ResolvedModel, image_shapes: Iterable[tuple[int, int]]) -> PackedModel:
-    """Download, check the signature against the data's image shapes, and pack into bytes."""
-    with tempfile.TemporaryDirectory(prefix="fakeface-dl-") as tmp:
-        model_dir = download_model(resolved, tmp)
-        label = f"model {resolved.name} v{resolved.version}"
-        check_signature(model_dir, image_shapes, label)
-        check_model_files(model_dir, label)
-        data = pack_model_dir(model_dir)
-    return PackedModel(resolved, data, hashlib.sha256(data).hexdigest())
-
-
-def check_signature(
-    model_dir: str | Path, image_shapes: Iterable[tuple[int, int]], label: str
-) -> None:
-    """Refuse a model whose MLflow signature does not take (N, H, W, 3) uint8 of our sizes."""
-    from mlflow.models import Model
-    from mlflow.types.schema import TensorSpec
-
-    try:
-        meta = Model.load(str(model_dir))
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"{label} has no readable MLmodel file: {first}") from None
-    if "keras" not in meta.flavors:
-        raise ModelError(
-            f"{label} is not a Keras model (flavors: {', '.join(sorted(meta.flavors))})"
-        )
-    signature = meta.signature
-    if signature is None or signature.inputs is None:
-        raise ModelError(
-            f"{label} has no input signature, so its input cannot be checked against the"
-            " images; log it with signature=(-1, -1, -1, 3) uint8"
-        )
-    specs = signature.inputs.inputs
-    if len(specs) != 1 or not isinstance(specs[0], TensorSpec):
-        raise ModelError(
-            f"{label} expects {signature.inputs.to_json()}; scoring feeds one uint8"
-            " tensor (N, H, W, 3)"
-        )
-    spec = specs[0]
-    shape, dtype = tuple(spec.shape), np.dtype(spec.type)
-    wanted = "(N, H, W, 3) uint8"
-    if dtype != np.uint8 or len(shape) != 4 or shape[3] not in (-1, 3):
-        raise ModelError(
-            f"{label} expects {dtype} tensors of shape {_shape_text(shape)}, but the data are"
-            f" {wanted} images"
-        )
-    for h, w in sorted(set(image_shapes)):
-        if shape[1] not in (-1, h) or shape[2] not in (-1, w):
-            raise ModelError(
-                f"{label} expects images of shape {_shape_text(shape)}, but the data are"
-                f" {h}x{w}x3 uint8; ingest at its size or log it with a (-1, -1, -1, 3) signature"
-            )
-    outputs = signature.outputs.inputs if signature.outputs is not None else []
-    if len(outputs) == 1 and isinstance(outputs[0], TensorSpec):
-        out_shape = tuple(outputs[0].shape)
-        if out_shape[1:] not in ((), (1,)):
-            raise ModelError(
-                f"{label} outputs {_shape_text(out_shape)}; scoring needs one probability per"
-                " image (N, 1)"
-            )
-
-
-def check_model_files(model_dir: str | Path, label: str) -> None:
-    """Refuse a model folder whose Keras archive is missing, truncated or altered.
-
-    Checked on the driver, before anything is broadcast: a bad archive found by the
-    executors instead fails every task four times and buries the cause in a stack trace.
-    The zip CRCs cover every byte of the weights, so no TensorFlow import is needed here.
-    """
-    from mlflow.models import Model
-
-    meta = Model.load(str(model_dir))
-    data_dir = Path(model_dir) / str(meta.flavors["keras"].get("data", "data"))
-    archives = sorted(data_dir.glob("*.keras"))
-    if not archives:
-        exported = data_dir / "model"
-        if exported.is_dir() and any(exported.iterdir()):
-            return  # a TF SavedModel export (save_exported_model=True): no archive to check
-        raise ModelError(
-            f"{label} has no Keras archive under {data_dir.name}/: the artifact is incomplete;"
-            " re-register the model from its training run"
-        )
-    for archive in archives:
-        try:
-            with zipfile.ZipFile(archive) as bundle:
-                names = set(bundle.namelist())
-                if "config.json" not in names:
-                    raise zipfile.BadZipFile("no config.json inside")
-                if not names & {"model.weights.h5", "model.weights.npz"}:
-                    raise zipfile.BadZipFile("no model.weights.h5 inside")
-                damaged = bundle.testzip()
-                if damaged is not None:
-                    raise zipfile.BadZipFile(f"checksum mismatch in {damaged}")
-                json.loads(bundle.read("config.json"))
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-            raise ModelError(
-                f"{label} has a corrupt Keras archive {archive.name} ({exc}); re-register the"
-                " model from its training run"
-            ) from None
-
-
-def _shape_text(shape: tuple[int, ...]) -> str:
-    """(-1, -1, 64, 3) -> '(N, ?, 64, 3)'."""
-    names = ["N" if i == 0 and d == -1 else "?" if d == -1 else str(d) for i, d in enumerate(shape)]
-    return "(" + ", ".join(names) + ")"
 
 
 # --------------------------------------------------------------------------- Spark wrapper
@@ -387,55 +201,6 @@ def score_columns(
     )
 
 
-# --------------------------------------------------------------------------- inputs
-
-
-def detect_input(spark: SparkSession, input_path: str) -> str:
-    """'ingested' (run_date=* partitions), 'partition' (a Parquet folder) or 'images'."""
-    from fakeface.storage import HadoopFS
-
-    names = HadoopFS(spark, input_path).list_names()
-    if any(n.startswith("run_date=") for n in names):
-        return "ingested"
-    if any(n.endswith(".parquet") for n in names):
-        return "partition"
-    return "images"
-
-
-def read_input(
-    spark: SparkSession, cfg: Config, input_path: str, kind: str
-) -> tuple[DataFrame, DataFrame]:
-    """(rows to score with image_id/path/image/height/width/status/error, rows to count)."""
-    from pyspark.sql import functions as F
-
-    from fakeface.ingest import read_image_files, read_ingested
-    from fakeface.storage import qualify
-
-    if kind == "images":
-        files = read_image_files(spark, input_path, cfg.ingest.extensions)
-        # image_id before decoding (sha256 of the bytes, as decode computes it), so that
-        # --incremental can drop known images without decoding them.
-        keyed = files.withColumn("image_id", F.sha2(F.col("content"), 256))
-        return keyed, files.select("path")
-    if kind == "ingested":
-        df = read_ingested(spark, input_path)
-    else:
-        df = spark.read.parquet(qualify(input_path))
-    needed = ["image_id", "path", "image", "height", "width", "status", "error"]
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise InputError(
-            f"{input_path} is Parquet but not an ingested dataset (missing {', '.join(missing)})"
-        )
-    rows = df.select(*needed)
-    return rows, rows.select("path")
-
-
-def decode_size(cfg: Config, resolved: ResolvedModel) -> int:
-    """Raw images are decoded at the size the model was trained on (its `input_size` tag)."""
-    return resolved.input_size or cfg.ingest.image_size
-
-
 FUSED_SCHEMA = "image_id string, path string, status string, error string, p_raw float"
 
 
@@ -479,266 +244,3 @@ def decode_and_score(
             )
 
     return df.select("path", "content").mapInPandas(run, schema=FUSED_SCHEMA)
-
-
-def image_shapes(df: DataFrame, kind: str, size: int) -> list[tuple[int, int]]:
-    """The (H, W) sizes the model will see: the decode size, or those stored in the dataset."""
-    from pyspark.sql import functions as F
-
-    if kind == "images":
-        return [(size, size)]
-    rows = df.where(F.col("status") == STATUS_OK).select("height", "width").distinct().collect()
-    return [(int(r["height"]), int(r["width"])) for r in rows if r["height"] is not None]
-
-
-def scored_ids(
-    spark: SparkSession, output_path: str, run_date: str, resolved: ResolvedModel
-) -> DataFrame | None:
-    """image_ids this model version scored ('ok') in any output partition but `run_date`'s.
-
-    The date being written is left out: its partition is about to be replaced, so a rerun
-    of the same date must score its images again rather than skip them into oblivion.
-    """
-    from pyspark.sql import functions as F
-
-    from fakeface.storage import HadoopFS, partition_name, qualify
-
-    fs = HadoopFS(spark, output_path)
-    names = sorted(
-        n for n in fs.list_names() if n.startswith("run_date=") and n != partition_name(run_date)
-    )
-    if not names:
-        return None
-    base = output_path.rstrip("/")
-    existing = spark.read.parquet(*[qualify(f"{base}/{n}") for n in names])
-    return (
-        existing.where(
-            (F.col("model_name") == resolved.name)
-            & (F.col("model_version") == resolved.version)
-            & (F.col("status") == STATUS_OK)
-        )
-        .select("image_id")
-        .distinct()
-    )
-
-
-# --------------------------------------------------------------------------- run_score
-
-
-def run_score(
-    spark: SparkSession,
-    cfg: Config,
-    input_path: str,
-    output_path: str,
-    run_date: str,
-    model_uri: str | None = None,
-    incremental: bool = False,
-) -> dict[str, Any]:
-    """Score every image of `input_path` into `output_path/run_date=<date>/`; return the summary.
-
-    `incremental`: skip images this model version already scored ('ok') in another date's
-    partition of the output; they are counted as `skipped`, not written.
-    """
-    from pyspark.sql import functions as F
-
-    from fakeface import registry, storage
-
-    started = time.monotonic()
-    client = registry.configure_mlflow(cfg)
-    resolved = registry.resolve_model(client, model_uri or cfg.model_uri)
-    log.info(
-        "scoring with %s (version %s, threshold %.4g)",
-        resolved.name,
-        resolved.version,
-        resolved.threshold,
-    )
-
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.score.arrow_batch_size))
-    kind = detect_input(spark, input_path)
-    rows, countable = read_input(spark, cfg, input_path, kind)
-    size = decode_size(cfg, resolved)
-    packed = package_model(resolved, image_shapes(rows, kind, size))
-
-    skip_ids = scored_ids(spark, output_path, run_date, resolved) if incremental else None
-    n_input = countable.count() if skip_ids is not None else None
-    if skip_ids is not None:
-        rows = rows.join(skip_ids, "image_id", "left_anti")
-    sc = spark.sparkContext
-    task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))
-    batch_size = cfg.score.inference_batch_size
-    broadcast = sc.broadcast(packed.data)
-    try:
-        if kind == "images":
-            decoded = decode_and_score(
-                cfg, rows, size, broadcast, packed.key, task_cpus, batch_size
-            )
-            score = F.col("p_raw")
-        else:
-            decoded = rows
-            udf = make_score_udf(broadcast, packed.key, task_cpus, batch_size)
-            # asNondeterministic: the optimizer must neither duplicate nor re-run the model.
-            score = udf.asNondeterministic()(F.col("image"), F.col("height"), F.col("width"))
-        scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        out = score_columns(decoded, score, resolved, scored_at)
-        staged = storage.stage_dataframe(out, output_path, run_date)
-    finally:
-        broadcast.destroy()
-    counts = summarize_scores(spark.read.parquet(storage.staged_uri(output_path, staged)))
-    storage.commit_partition(spark, output_path, staged, run_date)
-
-    seconds = time.monotonic() - started
-    n_rows = counts["n_images"]
-    summary: dict[str, Any] = {
-        "job": "score",
-        "run_date": run_date,
-        "input": input_path,
-        "input_kind": kind,
-        "output": output_path,
-        "model_name": resolved.name,
-        "model_version": resolved.version,
-        "model_uri": resolved.uri,
-        "threshold": resolved.threshold,
-        "scored_at": scored_at.isoformat(),
-        "incremental": incremental,
-        "skipped": (n_input - n_rows) if n_input is not None else 0,
-        **counts,
-        "error_share": round(counts["n_errors"] / n_rows, 6) if n_rows else 0.0,
-        "max_error_share": cfg.score.max_error_share,
-        "seconds": round(seconds, 2),
-        "images_per_s": round(n_rows / seconds, 2) if seconds > 0 else None,
-    }
-    summary["mlflow_run_id"] = log_score_run(cfg, summary)
-    summary["summary_path"] = storage.write_summary(spark, output_path, run_date, summary)
-    return summary
-
-
-def summarize_scores(df: DataFrame) -> dict[str, Any]:
-    """Counts by status and error kind, the 10-bin p_fake histogram, share flagged, mean."""
-    from pyspark.sql import functions as F
-
-    totals = df.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(F.when(F.col("status") == STATUS_OK, 1).otherwise(0)).alias("ok"),
-        F.sum(F.when(F.col("is_fake"), 1).otherwise(0)).alias("flagged"),
-        F.avg("p_fake").alias("mean"),
-    ).first()
-    kinds = (
-        df.where(F.col("status") != STATUS_OK)
-        .groupBy(F.substring_index("error", ":", 1).alias("kind"))
-        .count()
-        .collect()
-    )
-    bins = (
-        df.where(F.col("p_fake").isNotNull())
-        .groupBy(
-            F.least(F.floor(F.col("p_fake") * HISTOGRAM_BINS), F.lit(HISTOGRAM_BINS - 1))
-            .cast("int")
-            .alias("bin")
-        )
-        .count()
-        .collect()
-    )
-    hist = [0] * HISTOGRAM_BINS
-    for row in bins:
-        hist[max(0, int(row["bin"]))] += int(row["count"])
-    n, ok, flagged = int(totals["n"] or 0), int(totals["ok"] or 0), int(totals["flagged"] or 0)
-    return {
-        "n_images": n,
-        "n_errors": n - ok,
-        "counts": {STATUS_OK: ok, STATUS_ERROR: n - ok},
-        "errors": {str(r["kind"]): int(r["count"]) for r in kinds},
-        "flagged": flagged,
-        "share_flagged": round(flagged / ok, 6) if ok else 0.0,
-        "mean_p_fake": round(float(totals["mean"]), 6) if totals["mean"] is not None else None,
-        "histogram": {
-            "edges": [round(i / HISTOGRAM_BINS, 2) for i in range(HISTOGRAM_BINS + 1)],
-            "counts": hist,
-        },
-    }
-
-
-def log_score_run(cfg: Config, summary: dict[str, Any]) -> str | None:
-    """Log the summary to the nightly experiment; None (and a warning) if tracking fails.
-
-    The rows are committed by now: a tracking outage must not turn a good night into a
-    failed one, but it must be visible, so the printed line says mlflow=FAILED.
-    """
-    try:
-        return _log_score_run(cfg, summary)
-    except Exception as exc:
-        log.warning("could not log the scoring run to MLflow: %s", str(exc).splitlines()[0])
-        summary["mlflow_error"] = str(exc).splitlines()[0] if str(exc) else repr(exc)
-        return None
-
-
-def _log_score_run(cfg: Config, summary: dict[str, Any]) -> str:
-    from mlflow.entities import Metric, Param
-
-    from fakeface.registry import configure_mlflow, ensure_experiment, with_retry
-
-    client: MlflowClient = configure_mlflow(cfg)
-    experiment_id = ensure_experiment(cfg, cfg.mlflow.nightly_experiment)
-    run = with_retry(
-        lambda: client.create_run(
-            experiment_id,
-            run_name=f"score-{summary['run_date']}",
-            tags={"job": "score", "model_name": summary["model_name"]},
-        )
-    )
-    run_id = run.info.run_id
-    now = int(time.time() * 1000)
-    metrics = {
-        "n_images": summary["n_images"],
-        "n_errors": summary["n_errors"],
-        "skipped": summary["skipped"],
-        "share_flagged": summary["share_flagged"],
-        "error_share": summary["error_share"],
-        "images_per_s": summary["images_per_s"] or 0.0,
-        "seconds": summary["seconds"],
-    }
-    if summary["mean_p_fake"] is not None:
-        metrics["mean_p_fake"] = summary["mean_p_fake"]
-    params = {
-        "run_date": summary["run_date"],
-        "model_name": summary["model_name"],
-        "model_version": summary["model_version"],
-        "threshold": summary["threshold"],
-        "input": summary["input"],
-        "output": summary["output"],
-        "incremental": summary["incremental"],
-    }
-    with_retry(
-        lambda: client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
-        )
-    )
-    with_retry(lambda: client.log_dict(run_id, summary["histogram"], "score_histogram.json"))
-    with_retry(lambda: client.log_dict(run_id, _jsonable(summary), "score_summary.json"))
-    with_retry(lambda: client.set_terminated(run_id))
-    return run_id
-
-
-def _jsonable(summary: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(summary, default=str))
-
-
-def error_share_exceeded(summary: dict[str, Any], cfg: Config) -> bool:
-    """True when the share of error rows is over score.max_error_share."""
-    return summary["error_share"] > cfg.score.max_error_share
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """The one-line summary printed by the job."""
-    errors = ", ".join(f"{k}={v}" for k, v in sorted(summary["errors"].items())) or "none"
-    mlflow_part = summary.get("mlflow_run_id") or "FAILED"
-    return (
-        f"score {summary['run_date']}: model={summary['model_name']} "
-        f"v{summary['model_version']} threshold={summary['threshold']:.4g} "
-        f"rows={summary['n_images']} ok={summary['counts'][STATUS_OK]} "
-        f"errors={summary['n_errors']} ({errors}) skipped={summary['skipped']} "
-        f"flagged={summary['flagged']} ({summary['share_flagged']:.1%}) "
-        f"mean_p_fake={summary['mean_p_fake']} seconds={summary['seconds']} "
-        f"images/s={summary['images_per_s']} mlflow={mlflow_part}"
-    )

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from fakeface.cli import setup_logging
-    from fakeface.score import EXIT_ERROR_SHARE, error_share_exceeded, format_summary, run_score
+    from fakeface.score_run import run_score
+    from fakeface.score_summary import EXIT_ERROR_SHARE, error_share_exceeded, format_summary
     from fakeface.spark import build_spark_session
 
     setup_logging()

@@ -181,7 +181,7 @@ def test_report_of_the_demo_run_embeds_a_png(demo: dict) -> None:
     assert demo["train_run_id"] in page
 
 
-_CLI = "import sys; from fakeface.cli import main; sys.exit(main(sys.argv[1:]))"
+_CLI = "import sys; from fakeface.console import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _execute(nb: object, env: dict[str, str], cwd: Path) -> None:

@@ -96,7 +96,7 @@ DAMAGE = {
 def test_damaged_model_artifact_is_refused_before_any_row(
     spark, cfg, tmp_path: Path, damage: str
 ) -> None:
-    from fakeface.score import run_score
+    from fakeface.score_run import run_score
 
     uri, run_id = log_tiny_model()
     name = "damaged-" + damage.replace(" ", "-")

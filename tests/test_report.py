@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakeface import cli
+from fakeface import console
 from fakeface.errors import FakefaceError
 from fakeface.evaluate import plot_score_histogram
 from fakeface.registry import configure_mlflow, ensure_experiment
@@ -75,10 +75,10 @@ def test_render_report_is_self_contained(logged_run):
 def test_report_cli_writes_file_and_unknown_run_is_one_line(logged_run, tmp_path, capsys):
     _, run_id = logged_run
     out = tmp_path / "reports" / "run.html"
-    assert cli.main(["report", "--run-id", run_id, "--out", str(out)]) == 0
+    assert console.main(["report", "--run-id", run_id, "--out", str(out)]) == 0
     assert out.read_text().count("data:image/png;base64,") >= 2
     capsys.readouterr()
-    code = cli.main(["report", "--run-id", "0" * 32, "--out", str(tmp_path / "x.html")])
+    code = console.main(["report", "--run-id", "0" * 32, "--out", str(tmp_path / "x.html")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1, err
     assert re.fullmatch(r"error: run 0{32} not found in sqlite:///.+mlflow\.db", err[0])

@@ -229,8 +229,9 @@ def test_score_frame_marks_unusable_rows_nan() -> None:
 
 
 def test_pack_and_load_cached(champion: dict[str, str], tmp_path: Path) -> None:
+    from fakeface.model_bundle import download_model, pack_model_dir
     from fakeface.registry import ResolvedModel
-    from fakeface.score import download_model, load_model_cached, pack_model_dir
+    from fakeface.score import load_model_cached
 
     resolved = ResolvedModel(champion["name"], champion["version"], "", THRESHOLD, None, None, {})
     data = pack_model_dir(download_model(resolved, tmp_path / "dl"))
@@ -247,7 +248,8 @@ def test_pack_and_load_cached(champion: dict[str, str], tmp_path: Path) -> None:
 def test_scores_drop_with_broken_files_and_reruns(
     spark, score_cfg, champion, drop: Path, tmp_path: Path
 ) -> None:
-    from fakeface.score import OUTPUT_COLUMNS, run_score
+    from fakeface.score import OUTPUT_COLUMNS
+    from fakeface.score_run import run_score
 
     out = tmp_path / "scores"
     summary = run_score(spark, score_cfg, str(drop), str(out), "2026-02-01", champion["uri"])
@@ -308,7 +310,7 @@ def test_crash_before_commit_then_rerun_is_exact(
     spark, score_cfg, champion, drop: Path, tmp_path: Path, monkeypatch
 ) -> None:
     from fakeface import storage
-    from fakeface.score import run_score
+    from fakeface.score_run import run_score
 
     out = tmp_path / "scores"
 
@@ -331,7 +333,7 @@ def test_crash_before_commit_then_rerun_is_exact(
 def test_incremental_skips_ids_scored_by_this_version(
     spark, score_cfg, champion, drop: Path, tmp_path: Path
 ) -> None:
-    from fakeface.score import run_score
+    from fakeface.score_run import run_score
 
     out = tmp_path / "scores"
     run_score(spark, score_cfg, str(drop), str(out), "2026-02-03", champion["uri"])
@@ -362,7 +364,7 @@ def test_incremental_skips_ids_scored_by_this_version(
 
 def test_scores_an_ingested_dataset(spark, score_cfg, champion, drop: Path, tmp_path: Path) -> None:
     from fakeface.ingest import run_ingest
-    from fakeface.score import run_score
+    from fakeface.score_run import run_score
 
     lake = tmp_path / "ingested"
     run_ingest(spark, score_cfg, str(drop), str(lake), "2026-02-05", labeled=False)
@@ -384,7 +386,7 @@ def test_scores_an_ingested_dataset(spark, score_cfg, champion, drop: Path, tmp_
 
 
 def test_model_without_threshold_is_refused(spark, score_cfg, drop: Path, tmp_path: Path) -> None:
-    from fakeface.score import run_score
+    from fakeface.score_run import run_score
 
     uri, run_id = log_tiny_model()
     register_version(uri, "score-no-threshold", run_id, threshold=None, alias="champion")
@@ -412,7 +414,7 @@ def test_model_without_threshold_is_refused(spark, score_cfg, drop: Path, tmp_pa
 def test_input_signature_mismatch_is_refused(
     spark, score_cfg, drop: Path, tmp_path: Path, signature, needle: str
 ) -> None:
-    from fakeface.score import run_score
+    from fakeface.score_run import run_score
 
     sig = image_signature(*signature) if signature else None
     uri, run_id = log_tiny_model(signature=sig)
@@ -502,7 +504,7 @@ def test_job_exits_4_when_error_share_is_over_the_limit_but_writes_rows(
 def test_job_killed_mid_write_then_rerun_is_exact(
     spark, score_cfg, champion, drop: Path, tmp_path: Path
 ) -> None:
-    from fakeface.score import run_score
+    from fakeface.score_run import run_score
 
     out = tmp_path / "scores"
     cmd = [
