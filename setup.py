@@ -24,6 +24,9 @@ EXTRAS_REQUIRE = {
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     "notebooks": ["nbconvert>=7", "ipykernel>=6", "nbformat>=5", "jupyter-client>=8"],
     "landmarks": ["mtcnn>=1.0"],
+    # `make package`: venv-pack2, the maintained fork of venv-pack (0.2.0 rewrites the
+    # scripts' shebangs to `/usr/bin/env python3.11`, so an unpacked env's pip runs outside it).
+    "packaging": ["venv-pack2==0.9.2"],
 }
 
 setup(

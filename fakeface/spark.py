@@ -1,11 +1,22 @@
-"""Building the SparkSession the same way for every job and test."""
+"""Building the SparkSession the same way for every job and test.
+
+On a cluster the executors run the Python of a packed environment (`make package`):
+`spark.archives` ships `dist/fakeface-<version>-env.tar.gz#environment` and
+`spark.pyspark.python` names `./environment/bin/python`. The driver checks that archive
+(there, readable, built for its own Python) before any work is submitted.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
-from typing import TYPE_CHECKING
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fakeface.errors import FakefaceError
 
@@ -34,9 +45,164 @@ def ensure_worker_python() -> None:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
+ARCHIVE_KEYS = ("spark.archives", "spark.yarn.dist.archives")
+PYTHON_KEY = "spark.pyspark.python"
+DRIVER_PYTHON_KEY = "spark.pyspark.driver.python"
+_PYVENV_VERSION = re.compile(r"^\s*version(?:_info)?\s*=\s*(\d+)\.(\d+)", re.MULTILINE)
+_LIB_PYTHON = re.compile(r"^(?:\./)?lib/python(\d+)\.(\d+)/")
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One `spark.archives` entry: where it is, and the folder executors unpack it to."""
+
+    uri: str
+    alias: str
+
+    @property
+    def local_path(self) -> Path | None:
+        """The file on this machine, or None for a remote URI (hdfs://, s3a://, ...)."""
+        if self.uri.startswith("file:"):
+            return Path(re.sub(r"^file:(//)?", "", self.uri))
+        return None if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", self.uri) else Path(self.uri)
+
+
+def parse_archives(value: str, root: str | Path = ".") -> list[Archive]:
+    """`a.tar.gz#env,hdfs:///b.zip` -> archives; relative local paths are rooted at `root`."""
+    archives = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        path, _, alias = item.partition("#")
+        archive = Archive(path, alias)
+        local = archive.local_path
+        if local is not None and not local.is_absolute():
+            path = str(Path(root) / local)
+        archives.append(Archive(path, alias or Path(path).name))
+    return archives
+
+
+def format_archives(archives: list[Archive]) -> str:
+    """The inverse of parse_archives, every entry with its folder name."""
+    return ",".join(f"{a.uri}#{a.alias}" for a in archives)
+
+
+def archive_python(path: Path) -> tuple[int, int]:
+    """The Python (major, minor) a venv-pack archive was built for, read from its first entries.
+
+    venv-pack writes `pyvenv.cfg` among its first entries, so this reads a few kilobytes,
+    not the whole archive.
+    """
+    label = f"archive {path}"
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            for i, member in enumerate(tar):
+                name = member.name.removeprefix("./")
+                if name == "pyvenv.cfg" and member.isfile():
+                    handle = tar.extractfile(member)
+                    text = handle.read().decode("utf-8", "replace") if handle else ""
+                    if found := _PYVENV_VERSION.search(text):
+                        return int(found[1]), int(found[2])
+                elif found := _LIB_PYTHON.match(name):
+                    return int(found[1]), int(found[2])
+                if i >= 5000:
+                    break
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise FakefaceError(
+            f"{label} is not a readable tar.gz ({exc}); rebuild it with `make package`"
+        ) from None
+    raise FakefaceError(
+        f"{label} is not a packed Python environment (no pyvenv.cfg or lib/pythonX.Y at its"
+        " top); build one with `make package`"
+    )
+
+
+def check_archives(conf: dict[str, str], root: str | Path = ".") -> list[Archive]:
+    """Refuse, in one line, archives that are missing or built for another Python.
+
+    Also refuses a relative `spark.pyspark.python` (`./environment/bin/python`) whose folder
+    no archive unpacks to. Remote archives are left to Spark. Returns the archives.
+    """
+    archives = [a for key in ARCHIVE_KEYS for a in parse_archives(conf.get(key, ""), root)]
+    here = sys.version_info[:2]
+    for archive in archives:
+        path = archive.local_path
+        if path is None:
+            continue
+        if not path.is_file():
+            raise FakefaceError(
+                f"spark.archives names {path}, which does not exist; build it with"
+                " `make package` (or fix the path in the config)"
+            )
+        built_for = archive_python(path)
+        if built_for != here:
+            raise FakefaceError(
+                f"archive {path} holds a Python {built_for[0]}.{built_for[1]} environment but"
+                f" this driver runs Python {here[0]}.{here[1]}; rebuild it with `make package`"
+                f" from a Python {here[0]}.{here[1]} venv"
+            )
+    python = Path(conf.get(PYTHON_KEY, ""))
+    if not python.is_absolute() and len(python.parts) > 1:  # ./environment/bin/python
+        folder = python.parts[0]
+        if folder not in {a.alias for a in archives}:
+            names = ", ".join(sorted(a.alias for a in archives)) or "none"
+            raise FakefaceError(
+                f"spark.pyspark.python is {python}, but no archive in spark.archives unpacks to"
+                f" {folder!r} (folders: {names}); add `dist/...-env.tar.gz#{folder}`"
+            )
+    return archives
+
+
+def resolved_conf(cfg: Config) -> dict[str, str]:
+    """The config's spark.* settings with archive paths made absolute against the project."""
+    conf = dict(cfg.spark.conf)
+    for key in ARCHIVE_KEYS:
+        if conf.get(key):
+            conf[key] = format_archives(parse_archives(conf[key], cfg.project_root))
+    return conf
+
+
+def submit_options(cfg: Config, driver_python: str) -> list[str]:
+    """spark-submit's options for a config (one per item), its archives checked first.
+
+    In client mode the driver runs `driver_python` here while executors run the archive's
+    `spark.pyspark.python` (which spark-submit would otherwise use for the driver too).
+    """
+    conf = resolved_conf(cfg)
+    check_archives(conf, cfg.project_root)
+    opts = ["--master", cfg.spark.master, "--driver-memory", cfg.spark.driver_memory]
+    client = conf.get("spark.submit.deployMode", "client") == "client"
+    if client and conf.get(PYTHON_KEY) and DRIVER_PYTHON_KEY not in conf:
+        conf[DRIVER_PYTHON_KEY] = driver_python
+    for key, value in conf.items():
+        opts += ["--conf", f"{key}={value}"]
+    return opts + list(cfg.spark.submit_args)
+
+
+def _submitted_conf() -> dict[str, str]:
+    """What spark-submit set (--conf, --archives, ...), read from the driver's JVM."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
+    return dict(SparkConf().getAll())
+
+
 def build_spark_session(cfg: Config, app_suffix: str = "") -> SparkSession:
     """The session for a job; under spark-submit, settings given there win over the config."""
     check_java()
+    conf = resolved_conf(cfg)
+    submitted = _submitted_conf() if _launched_by_spark_submit() else {}
+    effective = {**conf, **submitted}
+    for key in ARCHIVE_KEYS:  # spark-submit's relative paths are relative to where it ran
+        if submitted.get(key):
+            effective[key] = format_archives(parse_archives(submitted[key], os.getcwd()))
+    # In cluster deploy mode this driver runs inside the cluster, where the archive was
+    # already shipped (and the submitting machine's path means nothing): nothing to check.
+    if effective.get("spark.submit.deployMode", "client") != "cluster":
+        check_archives(effective, cfg.project_root)
+    python = submitted.get(PYTHON_KEY) or conf.get(PYTHON_KEY)
+    if python:  # executors start the archive's Python; Spark reads it from the environment
+        os.environ["PYSPARK_PYTHON"] = python
     ensure_worker_python()
     from pyspark.sql import SparkSession
 
@@ -49,11 +215,57 @@ def build_spark_session(cfg: Config, app_suffix: str = "") -> SparkSession:
     builder = builder.config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
     builder = builder.config("spark.sql.files.maxPartitionBytes", cfg.ingest.max_partition_bytes)
     builder = builder.config("spark.sql.session.timeZone", "UTC")
-    for key, value in cfg.spark.conf.items():
-        builder = builder.config(key, value)
+    for key, value in conf.items():
+        if key not in submitted:
+            builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def executor_environments(spark: SparkSession, tasks: int = 0) -> list[dict[str, Any]]:
+    """What the executors' Python workers run: one dict per distinct (host, prefix) seen.
+
+    Each task imports fakeface and TensorFlow's metadata, as the jobs' UDFs do.
+    """
+    sc = spark.sparkContext
+    n = tasks or max(sc.defaultParallelism, 1)
+    try:
+        rows = sc.parallelize(range(n), n).mapPartitions(_describe_worker).collect()
+    except Exception as exc:  # Py4JJavaError wrapping the executors' Python traceback
+        errors = re.findall(r"^(\w+(?:Error|Exception): .+)$", str(exc), re.MULTILINE)
+        raise FakefaceError(
+            "executors cannot run fakeface: "
+            + (errors[-1] if errors else str(exc).splitlines()[0])[:300]
+            + "; ship the packed environment (spark.archives, spark.pyspark.python)"
+        ) from None
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        seen.setdefault((row["host"], row["prefix"]), row)
+    return sorted(seen.values(), key=lambda r: (r["host"], r["prefix"]))
+
+
+def _describe_worker(_: Any) -> Any:
+    import platform
+    import socket
+    from importlib.metadata import PackageNotFoundError, version
+
+    import fakeface
+
+    try:
+        tf_version = version("tensorflow")
+    except PackageNotFoundError:
+        tf_version = None
+    yield {
+        "host": socket.gethostname(),
+        "prefix": sys.prefix,
+        "executable": sys.executable,
+        "python": platform.python_version(),
+        "fakeface": fakeface.__file__,
+        "fakeface_version": version("fakeface"),
+        "tensorflow": tf_version,
+        "cwd": os.getcwd(),
+    }
 
 
 def _launched_by_spark_submit() -> bool:

@@ -31,23 +31,29 @@ if [[ ! -d "$DROP" ]]; then
   exit 1
 fi
 
-# Workers and driver must run the interpreter fakeface is installed in.
+# The driver runs $PYTHON. Executors run it too on one machine; a config that ships the packed
+# environment (spark.archives + spark.pyspark.python, as conf/cluster.yaml does) wins over this.
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PYTHON}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PYTHON}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 # One option per line: --master, --driver-memory, --conf k=v for spark.conf, then submit_args.
+# Checked before anything is submitted: the archive (there, built for this Python) and the
+# tracking store scoring will need; either failing is one line and exit 1.
 OPTS="$("$PYTHON" -c '
 import sys
 from fakeface.config import load_config
-cfg = load_config(sys.argv[1])
-print("--master"); print(cfg.spark.master)
-print("--driver-memory"); print(cfg.spark.driver_memory)
-for key, value in cfg.spark.conf.items():
-    print("--conf"); print(f"{key}={value}")
-for arg in cfg.spark.submit_args:
-    print(arg)
-' "$CONF")"
+from fakeface.errors import FakefaceError
+from fakeface.registry import check_tracking_uri
+from fakeface.spark import submit_options
+try:
+    cfg = load_config(sys.argv[1])
+    opts = submit_options(cfg, sys.argv[2])
+    check_tracking_uri(cfg.tracking_uri)
+except FakefaceError as exc:
+    sys.exit(f"error: {exc}")
+print("\n".join(opts))
+' "$CONF" "$PYTHON")"
 mapfile -t SUBMIT_OPTS <<<"$OPTS"
 
 submit() {

@@ -29,11 +29,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from fakeface.cli import setup_logging
     from fakeface.promote import format_decision, run_promote
+    from fakeface.registry import check_tracking_uri
     from fakeface.spark import build_spark_session
 
     setup_logging()
     cfg = load_job_config(args)
     require_dir(args.data, "--data")
+    # Fail on an unreachable store before a session (or a cluster application) starts.
+    check_tracking_uri(cfg.tracking_uri)
     spark = build_spark_session(cfg, "promote")
     try:
         decision = run_promote(spark, cfg, args.data, args.candidate, args.dry_run, args.force)

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from fakeface.cli import setup_logging
+    from fakeface.registry import check_tracking_uri
     from fakeface.score_run import run_score
     from fakeface.score_summary import EXIT_ERROR_SHARE, error_share_exceeded, format_summary
     from fakeface.spark import build_spark_session
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_job_config(args)
     run_date = parse_run_date(args.run_date)
     require_dir(args.input, "--input")
+    # Fail on an unreachable store before a session (or a cluster application) starts.
+    check_tracking_uri(cfg.tracking_uri)
     spark = build_spark_session(cfg, "score")
     try:
         summary = run_score(
