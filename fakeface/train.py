@@ -51,6 +51,9 @@ class VariantResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     predictions: pd.DataFrame | None = None  # evaluation rows: image_id, label, level, p_fake
     fold_results: list[VariantResult] = field(default_factory=list)
+    # The fitted Keras model, in memory only: lets a benchmark score other copies of the
+    # evaluation images (e.g. a re-encode) with each fold's model. Never logged from here.
+    model: Any = field(default=None, repr=False)
 
 
 @dataclass
@@ -443,6 +446,7 @@ def train_one(
                 run_id=run.info.run_id,
                 version=version,
                 history=history,
+                model=model,
                 predictions=pd.DataFrame(
                     {
                         "image_id": evaluation["image_id"],
@@ -541,6 +545,27 @@ def cv_summary(variant: str, folds: list[VariantResult]) -> dict[str, float]:
     return out
 
 
+def check_variants_fit(variants: list[str], cfg: Config) -> None:
+    """Refuse in one line, before any data is read, a variant whose training would not fit.
+
+    CPU only: on a GPU the activations live in device memory, where TensorFlow reports its
+    own out-of-memory error instead of the kernel killing the process.
+    """
+    import keras
+    import tensorflow as tf
+
+    from fakeface.models.factory import build_model
+    from fakeface.models.memory import available_bytes, check_training_memory
+
+    if tf.config.list_physical_devices("GPU"):
+        return
+    available = available_bytes()
+    for variant in variants:
+        model = build_model(variant, weights="none", augment=None, seed=cfg.train.seed)
+        check_training_memory(variant, model, cfg.train.batch_size, available)
+    keras.backend.clear_session()
+
+
 def run_train(
     spark: SparkSession,
     cfg: Config,
@@ -560,6 +585,8 @@ def run_train(
     registry.ensure_experiment(cfg, cfg.mlflow.experiment)
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = configure_tensorflow(spark)
+    check_variants_fit(variants, cfg)
+    keras.utils.set_random_seed(cfg.train.seed)  # the check built models: start afresh
     cache = cfg.train.feed_cache_dir
     feed.set_cache_dir(spark, cache if "://" in cache else cfg.resolve_path(cache).as_uri())
 

@@ -37,3 +37,41 @@ def test_bootstrap_interval_contains_point_estimate() -> None:
     ci = bootstrap_interval(y, p, 0.5, n_boot=200)
     acc = ((p >= 0.5) == y).mean()
     assert ci["accuracy"][0] <= acc <= ci["accuracy"][1]
+
+
+def test_pose_balanced_auc_gives_a_pure_pose_reader_one_half() -> None:
+    from fakeface.metrics import pose_balanced_auc
+
+    rng = np.random.default_rng(0)
+    propensity = np.repeat([0.1, 0.3, 0.5, 0.7, 0.9], 200)
+    y = (rng.random(1000) < propensity).astype(int)
+    pose_reader = propensity.copy()  # constant within each band: ties everywhere
+    assert roc_auc(y, pose_reader) > 0.75
+    assert pose_balanced_auc(y, pose_reader, propensity) == 0.5
+    # A detector of the label itself keeps its score within the bands.
+    detector = y + rng.normal(0, 0.5, 1000)
+    plain, balanced = roc_auc(y, detector), pose_balanced_auc(y, detector, propensity)
+    assert abs(plain - balanced) < 0.05 and balanced > 0.85
+
+
+def test_pose_balanced_auc_weights_bands_and_skips_one_class_bands() -> None:
+    from fakeface.metrics import pose_balanced_auc
+
+    # Band 1 (low propensity): perfect; band 2: inverted; band 3: reals only, left out.
+    propensity = np.arange(12, dtype=float)
+    y = np.array([0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    s = np.array([0.1, 0.2, 0.8, 0.9, 0.1, 0.2, 0.8, 0.9, 0.5, 0.5, 0.5, 0.5])
+    assert pose_balanced_auc(y, s, propensity, n_bands=3) == 0.5
+    assert math.isnan(pose_balanced_auc(np.zeros(6), np.arange(6.0), np.arange(6.0), n_bands=2))
+
+
+def test_pose_propensity_learns_pose_from_the_training_side_only() -> None:
+    from fakeface.metrics import pose_propensity
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 4))
+    x[rng.random((600, 4)) < 0.05] = np.nan  # faces not found
+    y = (np.nan_to_num(x[:, 1]) + 0.3 * rng.normal(size=600) > 0).astype(int)
+    p = pose_propensity(x[:400], y[:400], x[400:])
+    assert p.shape == (200,) and np.all((p >= 0) & (p <= 1))
+    assert roc_auc(y[400:], p) > 0.8

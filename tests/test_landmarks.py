@@ -1,0 +1,92 @@
+"""Pose numbers from a face mesh: geometry on hand-made meshes, the detector on drawn faces."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakeface.landmarks import (
+    CHEEK_LEFT,
+    CHEEK_RIGHT,
+    EYE_A,
+    EYE_B,
+    MESH_POINTS,
+    NOSE_TIP,
+    FaceMesher,
+    pose_features,
+)
+
+
+def hand_mesh(
+    eye_a=(100.0, 200.0), eye_b=(200.0, 200.0), nose=(150.0, 250.0), cheeks=(50.0, 250.0)
+) -> np.ndarray:
+    mesh = np.zeros((MESH_POINTS, 2))
+    mesh[list(EYE_A)] = eye_a
+    mesh[list(EYE_B)] = eye_b
+    mesh[NOSE_TIP] = nose
+    mesh[CHEEK_LEFT] = (cheeks[0], 250.0)
+    mesh[CHEEK_RIGHT] = (cheeks[1], 250.0)
+    return mesh
+
+
+def test_frontal_level_face_has_no_yaw_or_roll() -> None:
+    iod_w, yaw, roll, iod_face = pose_features(hand_mesh(), width=400, height=400)
+    assert iod_w == pytest.approx(100 / 400)
+    assert yaw == pytest.approx(0.0)
+    assert roll == pytest.approx(0.0)
+    assert iod_face == pytest.approx(100 / 200)
+
+
+def test_turned_face_has_yaw_and_tilted_face_has_roll() -> None:
+    # Nose 40 px towards the right cheek: distances 140 and 60 -> |140 - 60| / 200.
+    _, yaw, _, _ = pose_features(hand_mesh(nose=(190.0, 250.0)), 400, 400)
+    assert yaw == pytest.approx(0.4)
+    angle = math.radians(12)
+    tilted = (100 + 100 * math.cos(angle), 200 + 100 * math.sin(angle))
+    _, _, roll, _ = pose_features(hand_mesh(eye_b=tilted), 400, 400)
+    assert roll == pytest.approx(angle)
+
+
+def test_mirrored_mesh_gives_the_same_numbers() -> None:
+    mesh = hand_mesh(eye_b=(200.0, 215.0), nose=(170.0, 250.0))
+    mirrored = mesh.copy()
+    mirrored[:, 0] = 400 - mirrored[:, 0]
+    np.testing.assert_allclose(pose_features(mirrored, 400, 400), pose_features(mesh, 400, 400))
+
+
+def test_no_face_is_nan_and_a_wrong_mesh_is_refused() -> None:
+    assert np.isnan(pose_features(None, 400, 400)).all()
+    with pytest.raises(ValueError, match="468"):
+        pose_features(np.zeros((68, 2)), 400, 400)
+
+
+@pytest.fixture(scope="module")
+def mesher() -> FaceMesher:
+    return FaceMesher()
+
+
+def test_mesher_places_the_eyes_of_a_drawn_face(mesher: FaceMesher) -> None:
+    from fakeface.synth import render_face
+
+    for seed in range(3):
+        pixels, boxes = render_face(np.random.default_rng(seed), 256)
+        image = Image.fromarray(pixels)
+        mesh = mesher.mesh(image)
+        assert mesh is not None, f"no face found in drawn face {seed}"
+        for indices, box in ((EYE_A, boxes["left_eye"]), (EYE_B, boxes["right_eye"])):
+            centre = mesh[list(indices)].mean(axis=0)
+            x0, y0, x1, y1 = box
+            assert abs(centre[0] - (x0 + x1) / 2) < 8 and abs(centre[1] - (y0 + y1) / 2) < 8
+        drawn_iod = (boxes["right_eye"][0] + boxes["right_eye"][2]) / 2 - (
+            boxes["left_eye"][0] + boxes["left_eye"][2]
+        ) / 2
+        assert mesher.pose_features(image)[0] == pytest.approx(drawn_iod / 256, rel=0.15)
+
+
+def test_mesher_finds_no_face_in_a_blank_image(mesher: FaceMesher) -> None:
+    blank = Image.new("RGB", (200, 200), (128, 128, 128))
+    assert mesher.mesh(blank) is None
+    assert np.isnan(mesher.pose_features(blank)).all()
