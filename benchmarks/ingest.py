@@ -1,12 +1,20 @@
 """Ingest benchmark: the Spark job vs the machine's limit and vs Spark's `image` source.
 
-    python benchmarks/ingest.py [--small 300] [--large 900] [--size 600]
+    python benchmarks/ingest.py [--small 400] [--large 1600] [--size 600] [--out-size 160 600]
+                                [--profile] [--repeats 2]
 
-Every figure is a marginal rate between two corpus sizes (start-up costs cancel out):
-- fakeface ingest: `run_ingest` (binaryFile + mapInPandas decode + Parquet write, committed);
+For each output size (`ingest.image_size`), every figure is a marginal rate between two
+corpus sizes (start-up costs cancel out), the best of --repeats runs, all in one session on
+the same synthetic JPEGs:
+- fakeface ingest: `run_ingest` as the job runs it (tasks list the folders, Python workers
+  read and decode, Parquet with the configured codec, committed);
+- previous path: binaryFile + mapInPandas decode + Parquet snappy (the code until issue 14);
 - limit: a plain Pillow loop running the same `decode_image`, one process per core;
 - peer: Spark's built-in `image` data source, then the same bilinear resize in a pandas
   UDF, written to Parquet.
+--profile adds, on the large corpus, the cost of each step of the path (listing, reading
+the bytes, JVM -> Python transfer, decoding, Python -> JVM, Parquet per codec, commit),
+each as the difference between two pipelines that differ by that step alone.
 """
 
 from __future__ import annotations
@@ -32,23 +40,26 @@ from benchmarks.common import (
     timed,
 )
 
-SIZE = 256
+MAX_PIXELS = 64_000_000
+CODECS = ("none", "snappy", "lz4", "zstd")
 
 
-def _decode_file(path: str) -> int:
+def _decode_file(task: tuple[str, int]) -> int:
     from fakeface.decode import decode_image
 
+    path, size = task
     with open(path, "rb") as f:
-        result = decode_image(f.read(), SIZE, 64_000_000)
+        result = decode_image(f.read(), size, MAX_PIXELS)
     return len(result.image or b"")
 
 
-def pillow_limit(files: list[Path]) -> float:
-    """Seconds for the same decode + resize in one process per core, no Spark."""
+def pillow_limit(files: list[Path], size: int) -> float:
+    """Seconds for the same read + decode + resize in one process per core, no Spark."""
     ctx = mp.get_context("forkserver")
     with ctx.Pool(os.cpu_count()) as pool:
-        pool.map(_decode_file, [str(files[0])])  # warm the workers up
-        return timed(lambda: pool.map(_decode_file, [str(p) for p in files], chunksize=16))
+        pool.map(_decode_file, [(str(files[0]), size)] * (os.cpu_count() or 1))  # warm up
+        tasks = [(str(p), size) for p in files]
+        return timed(lambda: pool.map(_decode_file, tasks, chunksize=16))
 
 
 def fakeface_ingest(spark, cfg, corpus: Path, out: Path) -> float:
@@ -58,7 +69,30 @@ def fakeface_ingest(spark, cfg, corpus: Path, out: Path) -> float:
     return timed(lambda: run_ingest(spark, cfg, str(corpus), str(out), "2026-01-01"))
 
 
-def spark_image_source(spark, corpus: Path, out: Path) -> float:
+def previous_ingest(spark, cfg, corpus: Path, out: Path) -> float:
+    """The path before issue 14: binaryFile ships the bytes, Parquet snappy."""
+    from fakeface.ingest import decode_images
+    from fakeface.storage import qualify
+
+    size = cfg.ingest.image_size
+
+    def run() -> None:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "64")
+        files = (
+            spark.read.format("binaryFile")
+            .option("recursiveFileLookup", "true")
+            .option("pathGlobFilter", "*.jpg")
+            .load(qualify(str(corpus)))
+            .select("path", "content")
+        )
+        decoded = decode_images(files, size, MAX_PIXELS)
+        decoded.write.option("compression", "snappy").mode("overwrite").parquet(qualify(str(out)))
+
+    shutil.rmtree(out, ignore_errors=True)
+    return timed(run)
+
+
+def spark_image_source(spark, corpus: Path, out: Path, size: int) -> float:
     """The peer: `spark.read.format('image')` decodes full size, then resize in a UDF."""
     import numpy as np
     import pandas as pd
@@ -75,11 +109,12 @@ def spark_image_source(spark, corpus: Path, out: Path) -> float:
             ):
                 bgr = np.frombuffer(data, np.uint8).reshape(h, w, c)
                 rgb = Image.fromarray(np.ascontiguousarray(bgr[..., 2::-1]))
-                resized = rgb.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+                resized = rgb.resize((size, size), Image.Resampling.BILINEAR)
                 out_rows.append(np.asarray(resized).tobytes())
             yield pd.DataFrame({"path": frame["origin"], "image": out_rows})
 
     def run() -> None:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "16")
         df = (
             spark.read.format("image")
             .option("recursiveFileLookup", "true")
@@ -100,11 +135,138 @@ def spark_image_source(spark, corpus: Path, out: Path) -> float:
     return timed(run)
 
 
+# --------------------------------------------------------------------------- the profile
+
+
+def profile(spark, cfg, corpus: Path, out: Path, repeats: int) -> list[list[object]]:
+    """Seconds of pipelines that each add one step; a step's cost is the difference."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from fakeface import ingest
+    from fakeface.storage import qualify
+
+    size = cfg.ingest.image_size
+    n = len(image_files(corpus))
+    max_bytes = ingest.max_file_bytes(spark)
+    row_bytes = size * size * 3
+    rows = ingest.arrow_batch_rows(cfg, row_bytes)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(rows))
+    file_bytes = cfg.ingest.output_file_mb * 2**20
+
+    def listed():
+        return ingest.list_local_files(
+            spark, str(corpus), cfg.ingest.extensions, row_bytes, file_bytes
+        ).frame
+
+    def lengths(batches):
+        for frame in batches:
+            read = ingest.read_frame(frame, max_bytes)
+            yield pd.DataFrame({"n": [sum(len(c) for c in read["content"] if c is not None)]})
+
+    def shipped_lengths(batches):
+        for frame in batches:
+            yield pd.DataFrame({"n": [sum(len(c) for c in frame["content"] if c is not None)]})
+
+    def decoded_lengths(batches):
+        for frame in batches:
+            decoded = ingest.decode_frame(ingest.read_frame(frame, max_bytes), size, MAX_PIXELS)
+            yield pd.DataFrame({"n": [sum(len(c) for c in decoded["image"] if c is not None)]})
+
+    def binary_file():
+        return (
+            spark.read.format("binaryFile")
+            .option("recursiveFileLookup", "true")
+            .option("pathGlobFilter", "*.jpg")
+            .load(qualify(str(corpus)))
+        )
+
+    def write(codec: str):
+        def run() -> None:
+            shutil.rmtree(out, ignore_errors=True)
+            frame = ingest.decode_listed(listed(), size, MAX_PIXELS, max_bytes)
+            frame.write.option("compression", codec).parquet(qualify(str(out)))
+
+        return run
+
+    listing = "walk (driver) + list (tasks) + spread by path"
+    noop = "+ Python -> JVM of the pixels (noop sink)"
+    # (name, pipeline, the pipeline it adds one step to)
+    steps = [
+        (listing, lambda: listed().count(), None),
+        (
+            "+ read the bytes in Python workers",
+            lambda: listed().mapInPandas(lengths, "n long").agg(F.sum("n")).collect(),
+            listing,
+        ),
+        (
+            "+ decode + resize (pixels stay in Python)",
+            lambda: listed().mapInPandas(decoded_lengths, "n long").agg(F.sum("n")).collect(),
+            "+ read the bytes in Python workers",
+        ),
+        (
+            noop,
+            lambda: (
+                ingest.decode_listed(listed(), size, MAX_PIXELS, max_bytes)
+                .write.format("noop")
+                .mode("overwrite")
+                .save()
+            ),
+            "+ decode + resize (pixels stay in Python)",
+        ),
+    ]
+    steps += [(f"+ Parquet, codec {codec}", write(codec), noop) for codec in CODECS]
+    job = str(out) + "-job"
+    steps.append(
+        (
+            f"run_ingest (+ summary, commit; codec {cfg.ingest.parquet_codec})",
+            lambda: ingest.run_ingest(spark, cfg, str(corpus), job, "2026-01-01"),
+            f"+ Parquet, codec {cfg.ingest.parquet_codec}",
+        )
+    )
+    steps += [
+        ("previous: binaryFile, JVM reads the bytes",
+         lambda: binary_file().agg(F.sum(F.length("content"))).collect(), None),
+        ("previous: + JVM -> Python of the bytes",
+         lambda: binary_file().select("content").mapInPandas(shipped_lengths, "n long")
+         .agg(F.sum("n")).collect(), "previous: binaryFile, JVM reads the bytes"),
+    ]  # fmt: skip
+    table = []
+    seconds: dict[str, float] = {}
+    for name, fn, base in steps:
+        shutil.rmtree(job, ignore_errors=True)
+        seconds[name] = min(timed(fn) for _ in range(repeats))
+        mib = ""
+        if name.startswith("+ Parquet"):
+            mib = f"{sum(f.stat().st_size for f in out.glob('*.parquet')) / 2**20:.1f}"
+        step = seconds[name] - (seconds[base] if base else 0.0)
+        table.append([name, seconds[name], f"{step / n * 1e3:.3f}", mib])
+    return table
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run_peer(name: str, spark, cfg, corpus: Path, out: Path) -> float:
+    """Seconds of one of the pipelines fakeface is compared with, at cfg's output size."""
+    size = cfg.ingest.image_size
+    if name == "peer":
+        return spark_image_source(spark, corpus, out / "peer", size)
+    if name == "limit":
+        return pillow_limit(image_files(corpus), size)
+    return previous_ingest(spark, cfg, corpus, out / "prev")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", type=int, default=300)
-    parser.add_argument("--large", type=int, default=900)
-    parser.add_argument("--size", type=int, default=600)
+    parser.add_argument("--small", type=int, default=400)
+    parser.add_argument("--large", type=int, default=1600)
+    parser.add_argument("--size", type=int, default=600, help="side of the synthetic JPEGs")
+    parser.add_argument("--out-size", type=int, nargs="+", default=[160, 600])
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
+    parser.add_argument("--profile", action="store_true", help="also the per-step profile")
+    parser.add_argument("--no-previous", action="store_true", help="skip the previous path")
+    parser.add_argument("--set", action="append", default=[], help="config override k=v")
     args = parser.parse_args()
     setup_environment()
     print(machine_line())
@@ -113,52 +275,71 @@ def main() -> int:
     from fakeface.spark import build_spark_session
 
     corpora = {n: synth_corpus(n, args.size) for n in (args.small, args.large)}
-    cfg = load_config(Path(__file__).resolve().parent.parent / "conf" / "local.yaml")
+    conf = Path(__file__).resolve().parent.parent / "conf" / "local.yaml"
+    cfg = load_config(conf, args.set)
     spark = build_spark_session(cfg, "bench-ingest")
     out = BENCH_DIR / "out"
-    times: dict[str, dict[int, float]] = {"fakeface": {}, "limit": {}, "peer": {}}
-    peaks: dict[int, float] = {}
-    # Warm-up: JVM JIT, Python workers, imports.
-    fakeface_ingest(spark, cfg, corpora[args.small], out / "warm")
-    for n, corpus in corpora.items():
-        with PeakMemory() as mem:
-            times["fakeface"][n] = fakeface_ingest(spark, cfg, corpus, out / "ff")
-        peaks[n] = mem.peak_mib
-        times["peer"][n] = spark_image_source(spark, corpus, out / "peer")
-        times["limit"][n] = pillow_limit(image_files(corpus))
-    spark.stop()
-
-    rates = {
-        name: marginal_rate(args.small, t[args.small], args.large, t[args.large])
-        for name, t in times.items()
-    }
-    rows = [
-        ["fakeface ingest (Spark, binaryFile + draft decode)", rates["fakeface"], 1.0],
-        [
-            "limit: Pillow loop, same decode, 1 process/core",
-            rates["limit"],
-            rates["limit"] / rates["fakeface"],
-        ],
-        ["peer: Spark `image` source + resize", rates["peer"], rates["peer"] / rates["fakeface"]],
-    ]
-    for name, t in times.items():
-        print(
-            f"{name}: {args.small} images in {t[args.small]:.1f}s,"
-            f" {args.large} images in {t[args.large]:.1f}s"
+    for size in args.out_size:
+        cfg = load_config(conf, [*args.set, f"ingest.image_size={size}"])
+        names = ["fakeface", "limit", "peer"] + ([] if args.no_previous else ["previous"])
+        times: dict[str, dict[int, float]] = {name: {} for name in names}
+        peaks: dict[int, float] = {}
+        fakeface_ingest(spark, cfg, corpora[args.small], out / "warm")  # JIT, workers, imports
+        for n, corpus in corpora.items():
+            for _ in range(args.repeats):
+                with PeakMemory() as mem:
+                    t = fakeface_ingest(spark, cfg, corpus, out / "ff")
+                times["fakeface"][n] = min(t, times["fakeface"].get(n, t))
+                peaks[n] = max(peaks.get(n, 0.0), mem.peak_mib)
+                for name in ("peer", "limit", "previous"):
+                    if name in times:
+                        t = run_peer(name, spark, cfg, corpus, out)
+                        times[name][n] = min(t, times[name].get(n, t))
+        rates = {
+            name: marginal_rate(args.small, t[args.small], args.large, t[args.large])
+            for name, t in times.items()
+        }
+        labels = {
+            "fakeface": f"fakeface ingest (tasks list, Python reads + decodes, Parquet"
+            f" {cfg.ingest.parquet_codec})",
+            "limit": "limit: Pillow loop, same read + decode, 1 process/core",
+            "peer": "peer: Spark `image` source + resize",
+            "previous": "previous path: binaryFile + decode + Parquet snappy",
+        }
+        for name, t in times.items():
+            print(
+                f"{name}: {args.small} images in {t[args.small]:.2f}s,"
+                f" {args.large} images in {t[args.large]:.2f}s"
+            )
+        print_table(
+            f"Ingest, {args.size} px JPEG -> {size} px Parquet, marginal"
+            f" {args.small} -> {args.large}, best of {args.repeats}",
+            ["pipeline", "images/s", "fakeface / this"],
+            [[labels[k], rates[k], rates["fakeface"] / rates[k]] for k in times],
         )
-    print_table(
-        f"Ingest, {args.size}px JPEG -> {SIZE}px Parquet, marginal {args.small}->{args.large}",
-        ["pipeline", "images/s", "ratio to fakeface"],
-        rows,
-    )
-    print(
-        f"\nfakeface / limit = {rates['fakeface'] / rates['limit']:.2f} (goal >= 0.8); "
-        f"fakeface / peer = {rates['fakeface'] / rates['peer']:.2f} (goal >= 2)"
-    )
-    print(
-        f"peak memory (driver JVM + Python workers): {peaks[args.small]:.0f} MiB at "
-        f"{args.small} images, {peaks[args.large]:.0f} MiB at {args.large} images"
-    )
+        print(
+            f"\n{size} px: fakeface / limit = {rates['fakeface'] / rates['limit']:.2f}"
+            f" (goal >= 0.8); fakeface / peer = {rates['fakeface'] / rates['peer']:.2f}"
+            " (goal >= 2)"
+            + (
+                f"; fakeface / previous = {rates['fakeface'] / rates['previous']:.2f}"
+                if "previous" in rates
+                else ""
+            )
+        )
+        print(
+            f"peak memory (driver JVM + Python driver + workers): {peaks[args.small]:.0f} MiB"
+            f" at {args.small} images, {peaks[args.large]:.0f} MiB at {args.large}\n"
+        )
+        if args.profile:
+            table = profile(spark, cfg, corpora[args.large], out / "profile", args.repeats)
+            print_table(
+                f"Profile at {size} px, {args.large} images, best of {args.repeats}",
+                ["pipeline", "seconds", "step ms/image", "Parquet MiB"],
+                table,
+            )
+            print()
+    spark.stop()
     return 0
 
 

@@ -38,6 +38,9 @@ class IngestSettings:
     image_size: int = 256
     max_pixels: int = 64_000_000
     arrow_batch_size: int = 64
+    arrow_batch_mb: int = 16
+    output_file_mb: int = 256
+    parquet_codec: str = "none"
     max_partition_bytes: str = "16m"
     extensions: list[str] = field(default_factory=lambda: [".jpg", ".jpeg", ".png"])
 
@@ -297,6 +300,13 @@ def validate_config(cfg: Config) -> None:
         (cfg.ingest.image_size >= 16, "ingest.image_size must be at least 16"),
         (cfg.ingest.max_pixels > 0, "ingest.max_pixels must be positive"),
         (cfg.ingest.arrow_batch_size > 0, "ingest.arrow_batch_size must be positive"),
+        (cfg.ingest.arrow_batch_mb > 0, "ingest.arrow_batch_mb must be positive"),
+        (cfg.ingest.output_file_mb > 0, "ingest.output_file_mb must be positive"),
+        (
+            cfg.ingest.parquet_codec
+            in ("none", "uncompressed", "snappy", "lz4", "lz4_raw", "zstd", "gzip"),
+            "ingest.parquet_codec must be one of none, snappy, lz4, lz4_raw, zstd, gzip",
+        ),
         (cfg.train.epochs >= 1, "train.epochs must be at least 1"),
         (cfg.train.batch_size >= 1, "train.batch_size must be at least 1"),
         (cfg.train.folds >= 1, "train.folds must be at least 1"),

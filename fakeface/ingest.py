@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -42,25 +43,30 @@ def extension_glob(extensions: list[str]) -> str:
     return "*.{" + ",".join(parts) + "}"
 
 
-# Spark reads at most this many bytes per file (spark.sql.sources.binaryFile.maxLength); a
-# larger file fails its task, and so the job, unless it is kept away from binaryFile.
+# Spark reads at most this many bytes per file (spark.sql.sources.binaryFile.maxLength); the
+# same limit bounds what a Python worker reads of a local file. A larger file is an error row.
 _BINARY_MAX_LENGTH_KEY = "spark.sql.sources.binaryFile.maxLength"
 _BINARY_MAX_LENGTH_DEFAULT = 2**31 - 1
-# Above this many paths Spark lists them with a distributed job: slow, and useless here,
-# where every path is a file the scan has already seen.
-_PARALLEL_LISTING_KEY = "spark.sql.sources.parallelPartitionDiscovery.threshold"
 _READ_SCHEMA = "path string, content binary, read_error string"
+_LISTED_SCHEMA = "path string, read_error string"
+_UNITS_SCHEMA = "kind string, path binary"
+_ARROW_RECORDS_KEY = "spark.sql.execution.arrow.maxRecordsPerBatch"
+# Rows a listing task hands back at a time: paths only, a few hundred kB.
+_LISTING_BATCH = 4096
+# Parquet codecs Spark writes (ingest.parquet_codec).
+PARQUET_CODECS = ("none", "uncompressed", "snappy", "lz4", "lz4_raw", "zstd", "gzip")
 
 VANISHED = "unreadable: the file vanished before it could be read"
 
 
 @dataclass
 class LocalListing:
-    """A local input folder as scanned before Spark sees it: one entry per file named like an image.
+    """A local input folder listed in one process: one entry per file named like an image.
 
-    `files` go to Spark's binaryFile; `empty` (0 bytes, which binaryFile skips) and
-    `problems` (path, error) become rows without being opened; `hidden` are names Spark
-    ignores by convention (leading '.' or '_'), skipped here too and only counted.
+    `files` are regular files to read; `empty` (0 bytes) and `problems` (path, error) become
+    rows without being opened; `hidden` are names Spark ignores by convention (leading '.'
+    or '_'), skipped and only counted. The ingest job does not build this (it grows with
+    the files): its tasks list folder by folder (`list_local_files`) with the same rules.
     """
 
     files: list[str] = field(default_factory=list)
@@ -75,15 +81,43 @@ class LocalListing:
 
 
 @dataclass
-class InputFiles:
-    """(path, content, read_error) rows, one per input file, and the scan behind them."""
+class FolderPlan:
+    """What the driver keeps of a walk over a local input: its folders, never its files.
+
+    `units` are ('dir', folder) or ('file', path) in file-system bytes (a name need not be
+    UTF-8), each listed by a task; `problems` are folders that cannot be listed (a row
+    each); `hidden` counts names skipped by convention; `entries` counts entries named like
+    an image (about the rows to come: it sizes the tasks). It grows with the number of
+    folders, not of files.
+    """
+
+    units: list[tuple[str, bytes]] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    hidden: int = 0
+    hidden_example: str | None = None
+    entries: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ListedFiles:
+    """(path, read_error) rows, one per local file named like an image, in `tasks` tasks."""
 
     frame: DataFrame
-    listing: LocalListing | None  # None for non-local URIs, listed by Spark itself
+    plan: FolderPlan
+    tasks: int
+
+
+@dataclass
+class InputFiles:
+    """(path, content, read_error) rows, one per input file."""
+
+    frame: DataFrame
+    hidden: int | None  # names skipped by convention; None for non-local URIs (not counted)
 
 
 def is_local_path(path: str) -> bool:
-    """A plain path or a file: URI (the driver can scan it with os.scandir)."""
+    """A plain path or a file: URI (the driver can walk it with os.scandir)."""
     return "://" not in path or path.startswith("file:")
 
 
@@ -95,7 +129,7 @@ def local_path(path: str) -> str:
 
 
 def _row_path(os_path: str) -> str:
-    """The row key of a local file, spelled as binaryFile spells its `path` column."""
+    """The row key of a local file: `file:` + its absolute path (as binaryFile spells it)."""
     return "file:" + os_path
 
 
@@ -117,6 +151,10 @@ def _is_hidden(name: str) -> bool:
     if name.startswith("."):
         return True
     return name.startswith("_") and "=" not in name and not name.startswith("_metadata")
+
+
+def _suffixes(extensions: list[str]) -> tuple[str, ...]:
+    return tuple("." + ext.lstrip(".").lower() for ext in extensions)
 
 
 def _special_kind(mode: int) -> str:
@@ -145,97 +183,242 @@ def _stat_error(os_path: str, exc: OSError, is_link: bool) -> str:
     return f"unreadable: {exc.strerror or type(exc).__name__}"
 
 
-def scan_local_images(root: str, extensions: list[str], max_bytes: int) -> LocalListing:
-    """Walk a local folder the way binaryFile would, but decide about each entry first.
+def _is_dir(entry: os.DirEntry) -> bool:
+    """A folder, or a symlink to one; from the entry's type, a stat only for symlinks."""
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink loop: not a folder; a file-named one gets its row in a task
+        return False
 
-    Regular files (directly or through a symlink) named like an image are read by Spark;
-    FIFOs, sockets, devices, dangling symlinks and symlink loops become error rows and are
-    never opened (a FIFO would block a reader forever). Folders are walked whatever their
-    name, symlinked ones too, except a link back to a folder being walked (a loop).
+
+def walk_folders(root: str, extensions: list[str]) -> FolderPlan:
+    """Walk a local input's folders on the driver; files are counted, never kept or stat'ed.
+
+    Folders are walked whatever their name, symlinked ones too, except a link back to a
+    folder being walked (a loop). Hidden names are counted and not walked.
     """
+    started = time.monotonic()
+    plan = FolderPlan()
+    for event, value in _walk(root, _suffixes(extensions)):
+        if event == "dir":
+            plan.units.append(("dir", os.fsencode(value)))
+        elif event == "file":
+            plan.units.append(("file", os.fsencode(value)))
+            plan.entries += 1
+        elif event == "entry":
+            plan.entries += 1
+        elif event == "hidden":
+            plan.hidden += 1
+            plan.hidden_example = plan.hidden_example or _printable(value)
+        else:
+            plan.problems.append(value)
+    if plan.hidden:
+        log.warning(
+            "skipped %d hidden entries (names starting with '.' or '_'), e.g. %s",
+            plan.hidden,
+            plan.hidden_example,
+        )
+    plan.seconds = time.monotonic() - started
+    return plan
+
+
+def _walk(root: str, suffixes: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
+    """('dir', folder) per folder to list, ('entry', None) per entry named like an image,
+    ('hidden', path), ('problem', (row path, error)); ('file', path) for a root file."""
     from fakeface.errors import InputError
 
-    suffixes = tuple("." + ext.lstrip(".").lower() for ext in extensions)
-    listing = LocalListing()
     top = local_path(root)
     try:
         top_stat = os.stat(top)
     except OSError as exc:
         raise InputError(f"input {root} cannot be read: {exc.strerror}") from None
     if not stat.S_ISDIR(top_stat.st_mode):
-        _add_file(listing, top, top_stat, False, max_bytes)
-        return listing
+        yield "file", top
+        return
     stack = [(top, frozenset({(top_stat.st_dev, top_stat.st_ino)}))]
     while stack:
         folder, ancestors = stack.pop()
+        subfolders = []
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                for entry in it:
+                    named_like_image = entry.name.lower().endswith(suffixes)
+                    if not named_like_image and not _is_dir(entry):
+                        continue
+                    if _is_hidden(entry.name):
+                        yield "hidden", entry.path
+                        continue
+                    if not _is_dir(entry):
+                        yield "entry", None
+                        continue
+                    try:
+                        st = entry.stat()
+                    except OSError:
+                        continue  # gone since: nothing to list
+                    key = (st.st_dev, st.st_ino)
+                    if key in ancestors:
+                        log.warning(
+                            "not following %s: it links back to a folder above it", entry.path
+                        )
+                    else:
+                        subfolders.append((entry.path, ancestors | {key}))
         except OSError as exc:
             # Its files are unknown: one row says so rather than a crash or a silent gap.
-            listing.problems.append(
-                (_row_path(_printable(folder)), f"unreadable: cannot list this folder: {exc}")
-            )
+            error = f"unreadable: cannot list this folder: {exc}"
+            yield "problem", (_row_path(_printable(folder)), error)
             continue
-        subfolders = []
-        for entry in entries:
-            named_like_image = entry.name.lower().endswith(suffixes)
-            if not named_like_image and not entry.is_dir():
-                continue
-            if _is_hidden(entry.name):
-                listing.hidden.append(_printable(entry.path))
-                continue
-            is_link = entry.is_symlink()
-            try:
-                st = entry.stat()  # follows symlinks; lstat for everything else
-            except OSError as exc:
-                if named_like_image:
-                    error = _stat_error(entry.path, exc, is_link)
-                    listing.problems.append((_row_path(_printable(entry.path)), error))
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if key in ancestors:
-                    log.warning("not following %s: it links back to a folder above it", entry.path)
-                else:
-                    subfolders.append((entry.path, ancestors | {key}))
-            elif named_like_image:
-                _add_file(listing, entry.path, st, is_link, max_bytes)
-        stack.extend(reversed(subfolders))
-    if listing.hidden:
-        log.warning(
-            "skipped %d hidden entries (names starting with '.' or '_'), e.g. %s",
-            len(listing.hidden),
-            listing.hidden[0],
-        )
-    return listing
+        yield "dir", folder
+        stack.extend(sorted(subfolders, reverse=True))
 
 
-def _add_file(
-    listing: LocalListing, os_path: str, st: os.stat_result, is_link: bool, max_bytes: int
-) -> None:
-    """Sort one entry named like an image into files, empty or problems."""
+def list_folder(
+    folder: str, suffixes: tuple[str, ...], max_bytes: int
+) -> Iterator[tuple[str, str, str | None]]:
+    """(row path, 'file' | 'empty' | 'problem', error) for each entry of one folder named
+    like an image; folders (walked by the driver) and hidden names are skipped.
+
+    Regular files (directly or through a symlink) are for reading; FIFOs, sockets, devices,
+    dangling symlinks and symlink loops are error rows and never opened (a FIFO would block
+    a reader forever).
+    """
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if not entry.name.lower().endswith(suffixes) or _is_hidden(entry.name):
+                    continue
+                is_link = entry.is_symlink()
+                try:
+                    st = entry.stat()  # follows symlinks; lstat for everything else
+                except OSError as exc:
+                    yield (
+                        _row_path(_printable(entry.path)),
+                        "problem",
+                        _stat_error(entry.path, exc, is_link),
+                    )
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    yield classify_file(entry.path, st, is_link, max_bytes)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:  # a folder gone since the walk held no files any more
+            yield (
+                _row_path(_printable(folder)),
+                "problem",
+                f"unreadable: cannot list this folder: {exc}",
+            )
+
+
+def list_file(os_path: str, max_bytes: int) -> tuple[str, str, str | None]:
+    """`list_folder`'s answer for a single path (an input that is one file)."""
+    try:
+        st = os.stat(os_path)
+    except OSError as exc:
+        error = _stat_error(os_path, exc, os.path.islink(os_path))
+        return _row_path(_printable(os_path)), "problem", error
+    return classify_file(os_path, st, os.path.islink(os_path), max_bytes)
+
+
+def classify_file(
+    os_path: str, st: os.stat_result, is_link: bool, max_bytes: int
+) -> tuple[str, str, str | None]:
+    """(row path, 'file' | 'empty' | 'problem', error) of one entry named like an image."""
     path = _row_path(_printable(os_path))
     if not stat.S_ISREG(st.st_mode):
         what = _special_kind(st.st_mode)
-        listing.problems.append(
-            (path, f"unreadable: not a regular file ({'symlink to a ' if is_link else ''}{what})")
+        link = "symlink to a " if is_link else ""
+        return path, "problem", f"unreadable: not a regular file ({link}{what})"
+    if not _is_utf8(os_path):
+        # Arrow strings, Java and py4j cannot carry the name: the row says so instead.
+        return path, "problem", "unreadable: the file name is not valid UTF-8"
+    if st.st_size == 0:
+        return path, "empty", None
+    if st.st_size > max_bytes:
+        return (
+            path,
+            "problem",
+            f"too_large: the file is {st.st_size} bytes; the limit is {max_bytes}"
+            f" ({_BINARY_MAX_LENGTH_KEY})",
         )
-    elif not _is_utf8(os_path):
-        # Spark (Java) cannot open a name that is not UTF-8; py4j could not even carry it.
-        listing.problems.append((path, "unreadable: the file name is not valid UTF-8"))
-    elif st.st_size == 0:
-        listing.empty.append(path)
-    elif st.st_size > max_bytes:
-        listing.problems.append(
-            (
-                path,
-                f"too_large: the file is {st.st_size} bytes; Spark reads at most {max_bytes}"
-                f" ({_BINARY_MAX_LENGTH_KEY})",
+    return path, "file", None
+
+
+def scan_local_images(root: str, extensions: list[str], max_bytes: int) -> LocalListing:
+    """The whole listing of a local input in this process: the walk, then every folder."""
+    suffixes = _suffixes(extensions)
+    listing = LocalListing()
+    for event, value in _walk(root, suffixes):
+        if event == "hidden":
+            listing.hidden.append(_printable(value))
+        elif event == "problem":
+            listing.problems.append(value)
+        elif event in ("dir", "file"):
+            rows = (
+                list_folder(value, suffixes, max_bytes)
+                if event == "dir"
+                else [list_file(value, max_bytes)]
             )
-        )
-    else:
-        listing.files.append(path)
+            for path, kind, error in rows:
+                if kind == "file":
+                    listing.files.append(path)
+                elif kind == "empty":
+                    listing.empty.append(path)
+                else:
+                    listing.problems.append((path, error))
+    return listing
+
+
+def max_file_bytes(spark: SparkSession) -> int:
+    """The most bytes read of one file (spark.sql.sources.binaryFile.maxLength)."""
+    return int(spark.conf.get(_BINARY_MAX_LENGTH_KEY, str(_BINARY_MAX_LENGTH_DEFAULT)))
+
+
+def read_tasks(spark: SparkSession, rows: int, row_bytes: int, file_bytes: int) -> int:
+    """Tasks for `rows` rows of `row_bytes` each: a multiple of the cores, about `file_bytes`
+    of output per task (one Parquet file each)."""
+    cores = max(1, spark.sparkContext.defaultParallelism)
+    return cores * max(1, math.ceil(rows * row_bytes / (cores * max(1, file_bytes))))
+
+
+def list_local_files(
+    spark: SparkSession,
+    input_path: str,
+    extensions: list[str],
+    row_bytes: int = 0,
+    file_bytes: int = 256 * 2**20,
+) -> ListedFiles:
+    """Every file named like an image below a local `input_path` as (path, read_error) rows.
+
+    The driver walks the folders (`walk_folders`); tasks list them, one folder at a time,
+    and classify each entry (`list_folder`); the rows are spread by path over `read_tasks`
+    tasks. Nothing on the driver grows with the number of files.
+    """
+    plan = walk_folders(input_path, extensions)
+    suffixes = _suffixes(extensions)
+    max_bytes = max_file_bytes(spark)
+
+    def list_units(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        rows: list[tuple[str, str | None]] = []
+        for frame in batches:
+            for kind, raw in zip(frame["kind"], frame["path"], strict=True):
+                path = os.fsdecode(bytes(raw))
+                if kind == "dir":
+                    found: Iterable = list_folder(path, suffixes, max_bytes)
+                else:
+                    found = [list_file(path, max_bytes)]
+                for row_path, _, error in found:
+                    rows.append((row_path, error))
+                    if len(rows) >= _LISTING_BATCH:
+                        yield pd.DataFrame(rows, columns=["path", "read_error"])
+                        rows = []
+        if rows:
+            yield pd.DataFrame(rows, columns=["path", "read_error"])
+
+    listing_tasks = max(1, min(len(plan.units), 4 * spark.sparkContext.defaultParallelism))
+    units = spark.createDataFrame(plan.units, _UNITS_SCHEMA).repartition(listing_tasks)
+    listed = units.mapInPandas(list_units, schema=_LISTED_SCHEMA)
+    if plan.problems:
+        listed = listed.unionByName(spark.createDataFrame(plan.problems, _LISTED_SCHEMA))
+    tasks = read_tasks(spark, plan.entries, row_bytes, file_bytes)
+    return ListedFiles(listed.repartition(tasks, "path"), plan, tasks)
 
 
 def read_local_file(os_path: str, max_bytes: int) -> tuple[bytes | None, str | None]:
@@ -251,7 +434,7 @@ def read_local_file(os_path: str, max_bytes: int) -> tuple[bytes | None, str | N
         if st.st_size > max_bytes:
             return None, f"too_large: the file is {st.st_size} bytes; the limit is {max_bytes}"
         chunks = []
-        while chunk := os.read(fd, 1 << 20):
+        while chunk := os.read(fd, max(st.st_size + 1, 1 << 16)):
             chunks.append(chunk)
         return b"".join(chunks), None
     except OSError as exc:
@@ -260,72 +443,35 @@ def read_local_file(os_path: str, max_bytes: int) -> tuple[bytes | None, str | N
         os.close(fd)
 
 
-def read_input_files(
-    spark: SparkSession, input_path: str, extensions: list[str], ignore_missing: bool = False
-) -> InputFiles:
+def read_frame(frame: pd.DataFrame, max_bytes: int) -> pd.DataFrame:
+    """(path, read_error) rows of local files -> (path, content, read_error), read here."""
+    contents: list[bytes | None] = []
+    errors: list[str | None] = []
+    for path, error in zip(frame["path"], frame["read_error"], strict=True):
+        content = None
+        if not isinstance(error, str):
+            content, error = read_local_file(path[len("file:") :], max_bytes)
+        contents.append(content)
+        errors.append(error)
+    return pd.DataFrame({"path": frame["path"], "content": contents, "read_error": errors})
+
+
+def read_input_files(spark: SparkSession, input_path: str, extensions: list[str]) -> InputFiles:
     """Every image file below `input_path` as (path, content, read_error) rows, one per file.
 
-    Local input is scanned first (`scan_local_images`): only regular files reach binaryFile,
-    the rest are rows with a `read_error`. Other URIs are listed by Spark, as before.
-    `ignore_missing`: a local file deleted between listing and reading loses its row instead
-    of failing the job; only for callers that then put it back (`complete_staged`).
+    Local input is listed folder by folder in tasks and read by the Python workers
+    (`list_local_files`, `read_frame`); other URIs are listed and read by Spark (binaryFile).
     """
-    max_bytes = int(spark.conf.get(_BINARY_MAX_LENGTH_KEY, str(_BINARY_MAX_LENGTH_DEFAULT)))
     if not is_local_path(input_path):
         return InputFiles(_read_remote(spark, input_path, extensions), None)
-    listing = scan_local_images(input_path, extensions, max_bytes)
-    extra = [(p, b"", None) for p in listing.empty]
-    read = _read_listed(spark, listing, ignore_missing)  # may add vanished files to problems
-    extra += [(p, None, error) for p, error in listing.problems]
-    frame = spark.createDataFrame(extra, _READ_SCHEMA)
-    if read is not None:
-        frame = read.unionByName(frame)
-    return InputFiles(frame, listing)
+    listed = list_local_files(spark, input_path, extensions)
+    max_bytes = max_file_bytes(spark)
 
+    def read_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in batches:
+            yield read_frame(frame, max_bytes)
 
-def _read_listed(
-    spark: SparkSession, listing: LocalListing, ignore_missing: bool
-) -> DataFrame | None:
-    """binaryFile over exactly the listed regular files (no globbing, no listing of folders)."""
-    from pyspark.sql import functions as F
-
-    from fakeface.errors import InputError
-
-    for _ in range(3):
-        if not listing.files:
-            return None
-        reader = (
-            spark.read.format("binaryFile")
-            # Paths are file names, not patterns: `a[1].jpg` is a name.
-            .option("__globPaths__", "false")
-            # No partition inference from folder names like `x=1`.
-            .option("recursiveFileLookup", "true")
-            # A file deleted after listing fails the job, or with `ignore_missing` loses its
-            # row, which the caller puts back as an error (`complete_staged`).
-            .option("ignoreMissingFiles", str(ignore_missing).lower())
-        )
-        previous = spark.conf.get(_PARALLEL_LISTING_KEY, None)
-        spark.conf.set(_PARALLEL_LISTING_KEY, str(2**31 - 1))
-        try:
-            files = reader.load(["file://" + p[len("file:") :] for p in listing.files])
-        except Exception as exc:
-            if "PATH_NOT_FOUND" not in str(exc):
-                raise
-            # Deleted between the scan and Spark's check: an error row, then try again.
-            gone = {p for p in listing.files if not os.path.exists(p[len("file:") :])}
-            if not gone:
-                raise
-            log.warning("%d files vanished before Spark listed them: %s", len(gone), sorted(gone))
-            listing.files = [p for p in listing.files if p not in gone]
-            listing.problems.extend((p, VANISHED) for p in sorted(gone))
-            continue
-        finally:
-            if previous is None:
-                spark.conf.unset(_PARALLEL_LISTING_KEY)
-            else:
-                spark.conf.set(_PARALLEL_LISTING_KEY, previous)
-        return files.select("path", "content", F.lit(None).cast("string").alias("read_error"))
-    raise InputError("input files kept vanishing while being listed; is something deleting them?")
+    return InputFiles(listed.frame.mapInPandas(read_batches, _READ_SCHEMA), listed.plan.hidden)
 
 
 def _read_remote(spark: SparkSession, input_path: str, extensions: list[str]) -> DataFrame:
@@ -416,6 +562,28 @@ def decode_images(df: DataFrame, size: int, max_pixels: int, labeled: bool = Tru
     return df.mapInPandas(decode_batches, schema=DECODED_SCHEMA)
 
 
+def decode_listed(
+    df: DataFrame, size: int, max_pixels: int, max_bytes: int, labeled: bool = True
+) -> DataFrame:
+    """(path, read_error) rows of local files -> decoded rows, read and decoded in one pass.
+
+    The bytes are read by the Python worker that decodes them: they never enter the JVM.
+    """
+
+    def read_and_decode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in batches:
+            yield decode_frame(read_frame(frame, max_bytes), size, max_pixels, labeled)
+
+    return df.mapInPandas(read_and_decode, schema=DECODED_SCHEMA)
+
+
+def arrow_batch_rows(cfg: Config, row_bytes: int) -> int:
+    """Rows per Arrow batch: `ingest.arrow_batch_size`, fewer when the pixels would exceed
+    `ingest.arrow_batch_mb` (a 600 px image is 1.08 MB)."""
+    by_bytes = cfg.ingest.arrow_batch_mb * 2**20 // max(1, row_bytes)
+    return max(1, min(cfg.ingest.arrow_batch_size, by_bytes))
+
+
 def summarize_partition(df: DataFrame) -> dict[str, Any]:
     """Counts of a decoded partition: files, ok, errors by kind, duplicate bytes."""
     from pyspark.sql import functions as F
@@ -455,17 +623,28 @@ def run_ingest(
     from fakeface import storage
 
     started = time.monotonic()
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.ingest.arrow_batch_size))
     size, max_pixels = cfg.ingest.image_size, cfg.ingest.max_pixels
-    files = read_input_files(spark, input_path, cfg.ingest.extensions, ignore_missing=True)
-    decoded = decode_images(files.frame, size, max_pixels, labeled)
-    staged = storage.stage_dataframe(decoded, output_path, run_date)
+    row_bytes = size * size * 3
+    spark.conf.set(_ARROW_RECORDS_KEY, str(arrow_batch_rows(cfg, row_bytes)))
+    hidden: int | None = None
+    tasks: int | None = None
+    if is_local_path(input_path):
+        listed = list_local_files(
+            spark, input_path, cfg.ingest.extensions, row_bytes, cfg.ingest.output_file_mb * 2**20
+        )
+        decoded = decode_listed(listed.frame, size, max_pixels, max_file_bytes(spark), labeled)
+        hidden, tasks = listed.plan.hidden, listed.tasks
+        walk_seconds: float | None = round(listed.plan.seconds, 3)
+    else:
+        files = _read_remote(spark, input_path, cfg.ingest.extensions)
+        decoded = decode_images(files, size, max_pixels, labeled)
+        walk_seconds = None
+    staged = storage.stage_dataframe(
+        decoded, output_path, run_date, compression=cfg.ingest.parquet_codec
+    )
     staged_uri = storage.staged_uri(output_path, staged)
     columns = ("image_id", "status", "error")
     summary = summarize_partition(spark.read.parquet(staged_uri).select(*columns))
-    if files.listing is not None and summary["files"] != files.listing.rows:
-        complete_staged(spark, files.listing, staged_uri, size, max_pixels, labeled)
-        summary = summarize_partition(spark.read.parquet(staged_uri).select(*columns))
     seconds = time.monotonic() - started
     summary.update(
         {
@@ -476,7 +655,9 @@ def run_ingest(
             "image_size": size,
             "labeled": labeled,
             # Names Spark ignores by convention ('.' or '_' first); None: not counted (URI).
-            "hidden_skipped": len(files.listing.hidden) if files.listing is not None else None,
+            "hidden_skipped": hidden,
+            "walk_seconds": walk_seconds,  # the driver's walk over the folders (local input)
+            "tasks": tasks,
             "seconds": round(seconds, 2),
             "images_per_s": round(summary["files"] / seconds, 1) if seconds > 0 else None,
         }
@@ -486,42 +667,6 @@ def run_ingest(
     storage.commit_partition(spark, output_path, staged, run_date, summary=summary)
     summary["summary_path"] = storage.summary_location(output_path, run_date)
     return summary
-
-
-def complete_staged(
-    spark: SparkSession,
-    listing: LocalListing,
-    staged_uri: str,
-    size: int,
-    max_pixels: int,
-    labeled: bool = True,
-) -> int:
-    """Add a row for each listed file the Spark read lost; return how many were added.
-
-    binaryFile drops a file deleted between listing and reading (`ignoreMissingFiles`) and
-    one that shrank to 0 bytes; each is looked at again here and gets its row: an error
-    (`unreadable: ... vanished`) or, if it can be read now, its decoded content.
-    """
-    staged = spark.read.parquet(staged_uri)
-    if staged.count() == listing.rows:
-        return 0
-    seen = {row[0] for row in staged.select("path").collect()}
-    lost = [p for p in listing.files if p not in seen]
-    if not lost:
-        return 0
-    max_bytes = int(spark.conf.get(_BINARY_MAX_LENGTH_KEY, str(_BINARY_MAX_LENGTH_DEFAULT)))
-    read = [read_local_file(p[len("file:") :], max_bytes) for p in lost]
-    frame = pd.DataFrame(
-        {
-            "path": lost,
-            "content": [content for content, _ in read],
-            "read_error": [error for _, error in read],
-        }
-    )
-    rows = decode_frame(frame, size, max_pixels, labeled)
-    log.warning("%d listed files were not read by Spark; added as rows: %s", len(lost), lost[:3])
-    spark.createDataFrame(rows, DECODED_SCHEMA).write.mode("append").parquet(staged_uri)
-    return len(lost)
 
 
 def format_summary(summary: dict[str, Any]) -> str:

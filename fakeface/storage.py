@@ -181,10 +181,18 @@ class PartitionLock:
         return False
 
 
-def stage_dataframe(df: DataFrame, output_path: str, run_date: str) -> str:
-    """Write `df` under `_staging/` and return the staged folder's name."""
+def stage_dataframe(
+    df: DataFrame, output_path: str, run_date: str, compression: str | None = None
+) -> str:
+    """Write `df` under `_staging/` and return the staged folder's name.
+
+    `compression`: the Parquet codec (none, snappy, lz4, zstd, ...); None: Spark's setting.
+    """
     name = f"{run_date}-{uuid.uuid4().hex[:12]}"
-    df.write.mode("error").parquet(qualify(output_path.rstrip("/") + f"/_staging/{name}"))
+    writer = df.write.mode("error")
+    if compression is not None:
+        writer = writer.option("compression", compression)
+    writer.parquet(qualify(output_path.rstrip("/") + f"/_staging/{name}"))
     return name
 
 

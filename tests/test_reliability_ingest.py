@@ -770,40 +770,42 @@ def test_zoo_every_file_one_row_with_a_clear_answer(
 
 
 def test_files_vanishing_mid_run_become_rows(
-    spark, cfg, tmp_path: Path, monkeypatch, watchdog, caplog
+    spark, cfg, tmp_path: Path, monkeypatch, watchdog
 ) -> None:
-    """A file deleted after the scan, and one deleted after Spark listed it: error rows."""
+    """A file deleted after its folder was listed, before its bytes are read: an error row.
+
+    One deleted after the driver's walk but before a task lists its folder is no longer an
+    input: no row (the driver never keeps file names; the listing task is the inventory).
+    """
     from fakeface import ingest
 
     root = tmp_path / "in"
     for i in range(6):
         write(root / f"img_{i}.png", encode(gradient_image(20 + i, 20), "PNG"))
-    before_load, before_read = root / "img_1.png", root / "img_4.png"
-    real_scan, real_decode = ingest.scan_local_images, ingest.decode_images
+    before_listing, before_read = root / "img_1.png", root / "img_4.png"
+    real_walk, real_read = ingest.walk_folders, ingest.read_frame
+    target = row_path(before_read)  # a str: the wrapper must not need this module in a worker
 
-    def scan_then_delete(*args, **kwargs):
-        listing = real_scan(*args, **kwargs)
-        before_load.unlink()  # gone before Spark checks the paths
-        return listing
+    def walk_then_delete(*args, **kwargs):
+        plan = real_walk(*args, **kwargs)
+        before_listing.unlink()  # the driver walked its folder; no task will see it
+        return plan
 
-    def delete_then_decode(*args, **kwargs):
-        before_read.unlink()  # Spark has listed it; its task will not find it
-        return real_decode(*args, **kwargs)
+    def delete_then_read(frame, max_bytes):  # runs in a Python worker (pickled by value)
+        if target in set(frame["path"]) and before_read.exists():
+            before_read.unlink()  # listed by its task, gone before the read
+        return real_read(frame, max_bytes)
 
-    monkeypatch.setattr(ingest, "scan_local_images", scan_then_delete)
-    monkeypatch.setattr(ingest, "decode_images", delete_then_decode)
+    monkeypatch.setattr(ingest, "walk_folders", walk_then_delete)
+    monkeypatch.setattr(ingest, "read_frame", delete_then_read)
     out = tmp_path / "out"
-    with caplog.at_level(logging.WARNING, logger="fakeface.ingest"):
-        summary = run_ingest(spark, cfg, str(root), str(out), "2026-03-02")
-    # Each went its own way: refused by Spark's path check, or lost by its read task.
-    assert "1 files vanished before Spark listed them" in caplog.text
-    assert "1 listed files were not read by Spark" in caplog.text
+    summary = run_ingest(spark, cfg, str(root), str(out), "2026-03-02")
     df = read_partitions(out).set_index("path")
-    assert len(df) == 6 == summary["files"] and summary["ok"] == 4
-    for gone in (before_load, before_read):
-        assert df.loc[row_path(gone), "status"] == "error"
-        assert df.loc[row_path(gone), "error"] == VANISHED
-    assert summary["errors"] == {"unreadable": 2}
+    assert len(df) == 5 == summary["files"] and summary["ok"] == 4
+    assert row_path(before_listing) not in df.index
+    assert df.loc[row_path(before_read), "status"] == "error"
+    assert df.loc[row_path(before_read), "error"] == VANISHED
+    assert summary["errors"] == {"unreadable": 1}
 
 
 # --------------------------------------------------------------------------- faults
