@@ -148,17 +148,30 @@ def ensure_experiment(cfg: Config, name: str) -> str:
     if existing is not None:
         experiment_id = existing.experiment_id
     else:
-        root = cfg.mlflow.artifact_root
-        location = None
-        if root:
-            location = root if "://" in root else cfg.resolve_path(root).as_uri()
-            location = location.rstrip("/") + f"/{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
+        location = experiment_artifact_location(cfg, name)
         try:
             experiment_id = mlflow.create_experiment(name, artifact_location=location)
         except Exception:  # created by a concurrent run in the meantime
             experiment_id = mlflow.get_experiment_by_name(name).experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def experiment_artifact_location(cfg: Config, name: str) -> str | None:
+    """Where a new experiment keeps its artifacts; None leaves it to the tracking server.
+
+    A server (http/https) that serves artifacts hands out `mlflow-artifacts:` URIs that any
+    driver can reach; a local `mlflow.artifact_root` folder would be written by the client
+    and readable only on this machine, so it is ignored there. A URI root (s3://...) is kept.
+    """
+    root = cfg.mlflow.artifact_root
+    if not root:
+        return None
+    if "://" not in root:
+        if cfg.tracking_uri.startswith(("http://", "https://")):
+            return None
+        root = cfg.resolve_path(root).as_uri()
+    return root.rstrip("/") + f"/{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
 
 
 def with_retry(fn: Callable[[], T], attempts: int = 8, base_delay_s: float = 0.25) -> T:

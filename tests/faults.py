@@ -102,15 +102,25 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server(root: Path, timeout_s: float = 90) -> Iterator[str]:
-    """A real `mlflow server` (SQLite backend, local artifacts) on 127.0.0.1; yields its URI."""
+def mlflow_server(
+    root: Path, timeout_s: float = 90, serve_artifacts: bool = False
+) -> Iterator[str]:
+    """A real `mlflow server` (SQLite backend) on 127.0.0.1; yields its URI.
+
+    Artifacts go to `root/artifacts`: clients write there directly (a file: artifact root),
+    or, with `serve_artifacts`, only through the server, which hands out mlflow-artifacts: URIs
+    as a cluster's tracking server does.
+    """
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     log_path = root / "server.log"
+    if serve_artifacts:
+        artifacts = ["--serve-artifacts", "--artifacts-destination", str(root / "artifacts")]
+    else:
+        artifacts = ["--default-artifact-root", (root / "artifacts").as_uri()]
     cmd = [
         str(Path(sys.executable).parent / "mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--default-artifact-root", (root / "artifacts").as_uri(),
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", *artifacts,
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     with log_path.open("ab") as log:

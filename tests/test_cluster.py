@@ -65,10 +65,19 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running_cluster(tmp_path: Path, n_workers: int = 1) -> Iterator[dict]:
-    """A running master + `n_workers` workers (1 core, 1 GiB each).
+def running_cluster(
+    tmp_path: Path,
+    n_workers: int = 1,
+    worker_env: dict[str, str | None] | None = None,
+    cores: int = 1,
+    memory: str = "1g",
+) -> Iterator[dict]:
+    """A running master + `n_workers` workers (`cores` cores, `memory` each).
 
-    Yields the master URL, its web UI port, and per worker its process and web UI port.
+    By default the daemons' Python is this venv's (PYSPARK_PYTHON); `worker_env` overrides
+    their environment (None removes a variable), and then they also start outside the
+    checkout. Yields the master URL, its web UI port, and per worker its process, web UI port
+    and work folder (the executors' working directories are inside it).
     """
     env = {
         **os.environ,
@@ -78,6 +87,12 @@ def running_cluster(tmp_path: Path, n_workers: int = 1) -> Iterator[dict]:
         "SPARK_WORKER_DIR": str(tmp_path / "work"),
         "PYSPARK_PYTHON": sys.executable,
     }
+    for key, value in (worker_env or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    cwd = tmp_path if worker_env is not None else None
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
     port, ui_port = free_port(), free_port()
     master_url = f"spark://127.0.0.1:{port}"
@@ -91,7 +106,7 @@ def running_cluster(tmp_path: Path, n_workers: int = 1) -> Iterator[dict]:
     def worker_cmd(i: int, worker_ui: int) -> list[str]:
         return [
             spark_class, "org.apache.spark.deploy.worker.Worker", master_url,
-            "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
+            "--host", "127.0.0.1", "--cores", str(cores), "--memory", memory,
             "--webui-port", str(worker_ui), "--work-dir", str(tmp_path / f"work{i}"),
         ]  # fmt: skip
 
@@ -104,7 +119,12 @@ def running_cluster(tmp_path: Path, n_workers: int = 1) -> Iterator[dict]:
                 # (and, for a worker, the executors and Python workers it forks).
                 procs.append(
                     subprocess.Popen(
-                        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                        cmd,
+                        env=env,
+                        cwd=cwd,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
                     )
                 )
         deadline = time.monotonic() + 90
@@ -123,8 +143,8 @@ def running_cluster(tmp_path: Path, n_workers: int = 1) -> Iterator[dict]:
             "url": master_url,
             "ui_port": ui_port,
             "workers": [
-                {"proc": proc, "ui_port": worker_ui}
-                for proc, worker_ui in zip(procs[1:], worker_uis, strict=True)
+                {"proc": proc, "ui_port": worker_ui, "work_dir": tmp_path / f"work{i}"}
+                for i, (proc, worker_ui) in enumerate(zip(procs[1:], worker_uis, strict=True))
             ],
         }
     finally:
@@ -275,3 +295,152 @@ def test_worker_killed_mid_job_the_night_still_completes_exactly(tmp_path: Path)
     assert (df.status == "ok").sum() == n_good
     flagged = {p.rsplit("/", 1)[-1] for p in df[df.is_fake == True].path}  # noqa: E712
     assert flagged == {f"bright_{i}.jpg" for i in range(n_good // 2)}
+
+
+# ------------------------------------------ a cluster whose machines never saw the project
+
+
+def env_archive_path() -> Path:
+    from importlib.metadata import version
+
+    return PROJECT_ROOT / "dist" / f"fakeface-{version('fakeface')}-env.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def env_archive() -> Path:
+    """The packed environment `make package` builds (in seconds when nothing changed).
+
+    `-o .venv/.installed`: never reinstall the venv this test session runs in.
+    """
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "package"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    path = env_archive_path()
+    assert path.is_file(), done.stdout[-3000:]
+    return path
+
+
+def bare_worker_env() -> dict[str, str | None]:
+    """A worker machine's environment: no PYSPARK_PYTHON, nothing of this checkout on PATH."""
+    path = [
+        p
+        for p in os.environ.get("PATH", "").split(os.pathsep)
+        if p and not Path(p).resolve().is_relative_to(PROJECT_ROOT)
+    ]
+    gone = ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
+    return {**dict.fromkeys(gone), "PATH": os.pathsep.join(path)}
+
+
+def archive_conf(tmp_path: Path, master_url: str, archive: Path, name: str) -> Path:
+    """conf/cluster.yaml, sized down to one 1-core worker on 127.0.0.1, in client mode."""
+    conf = tmp_path / "conf" / "cluster-test.yaml"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(
+        f"""extends: {PROJECT_ROOT / "conf" / "cluster.yaml"}
+spark:
+  master: {master_url}
+  driver_memory: 1g
+  shuffle_partitions: 2
+  conf:
+    spark.submit.deployMode: client
+    spark.executor.instances: "1"
+    spark.executor.cores: "1"
+    spark.executor.memory: 768m
+    spark.executor.memoryOverhead: 384m
+    spark.archives: {archive}#environment
+ingest:
+  image_size: 32
+  max_partition_bytes: 16m
+mlflow:
+  registered_model: {name}
+  artifact_root: {tmp_path / "artifacts"}
+score:
+  max_error_share: 0.5
+"""
+    )
+    return conf
+
+
+def executor_environments_of(stdout: str) -> list[dict]:
+    return [json.loads(line[len("executor ") :]) for line in stdout.splitlines()
+            if line.startswith("executor {")]  # fmt: skip
+
+
+@pytest.mark.timeout(1500)
+def test_nightly_on_a_cluster_whose_workers_never_saw_the_project(
+    env_archive: Path, tmp_path: Path
+) -> None:
+    """The worker has no route to this venv: the executors run the shipped archive's Python,
+    and jobs/nightly.sh on conf/cluster.yaml ingests and scores the drop exactly."""
+    from fakeface.config import load_config
+    from fakeface.spark import submit_options
+
+    worker_env = bare_worker_env()
+    bare = {k: v for k, v in {**os.environ, **worker_env}.items() if v is not None}
+    for module in ("fakeface", "tensorflow"):  # the worker's own Python has neither
+        probe = subprocess.run(
+            ["python3", "-c", f"import {module}"], cwd=tmp_path, env=bare, capture_output=True
+        )
+        assert probe.returncode != 0, f"the worker's python3 imports {module}"
+
+    name = "cluster-archive"
+    uri, run_id = log_tiny_model()
+    version = register_version(uri, name, run_id, alias="champion")
+    drop = tmp_path / "drops" / "2026-04-01"
+    for i in range(3):
+        write(drop / f"bright_{i}.jpg", encode(bright(i)))
+        write(drop / f"dark_{i}.png", encode(dark(i), "PNG"))
+    write(drop / "broken.jpg", b"not a jpeg")
+    lake = tmp_path / "lake"
+    # Left to themselves the executors would run the worker's python3, and fail: only the
+    # config's spark.pyspark.python (./environment/bin/python, from the archive) beats it.
+    env = {**submit_env(), "PYSPARK_PYTHON": "python3"}
+
+    with running_cluster(tmp_path, 1, worker_env=worker_env) as cluster:
+        conf = archive_conf(tmp_path, cluster["url"], env_archive, name)
+        submit = Path(sys.executable).parent / "spark-submit"
+        opts = submit_options(load_config(conf), sys.executable)
+        check = subprocess.run(
+            [str(submit), *opts, str(PROJECT_ROOT / "jobs" / "check_env.py"), "--conf", str(conf)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert check.returncode == 0, check.stderr[-4000:]
+        nightly = subprocess.run(
+            ["bash", str(PROJECT_ROOT / "jobs" / "nightly.sh"), "2026-04-01"],
+            cwd=tmp_path,
+            env={
+                **env, "CONF": str(conf), "PYTHON": sys.executable,
+                "DROP_ROOT": str(tmp_path / "drops"), "LAKE_ROOT": str(lake),
+            },
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert nightly.returncode == 0, nightly.stderr[-4000:]
+        work = cluster["workers"][0]["work_dir"]
+
+    # The executors ran the unpacked archive, in their own working folders on the worker.
+    envs = executor_environments_of(check.stdout)
+    assert envs, check.stdout
+    for found in envs:
+        prefix = Path(found["prefix"])
+        assert prefix == Path(found["cwd"]) / "environment", found
+        assert prefix.is_relative_to(work), found
+        assert Path(found["fakeface"]).is_relative_to(prefix / "lib"), found
+        assert Path(found["executable"]).is_relative_to(prefix), found
+        assert found["tensorflow"] and found["python"].startswith("3.11"), found
+    # Each application's executor unpacked it (check_env, ingest, score).
+    logs = sorted(work.glob("app-*/*/stderr"))
+    assert len(logs) == 3 and all("Unpacking an archive" in p.read_text() for p in logs), logs
+
+    assert "ingest 2026-04-01:" in nightly.stdout and "rows=7" in nightly.stdout
+    ingested = read_output(lake / "ingested")
+    assert len(ingested) == 7 and (ingested.status == "ok").sum() == 6
+    df = read_output(lake / "scores")
+    check_rows(df, {"name": name, "version": version}, n_files=7)
+    assert (df.status == "ok").sum() == 6
+    flagged = {p.rsplit("/", 1)[-1] for p in df[df.is_fake == True].path}  # noqa: E712
+    assert flagged == {f"bright_{i}.jpg" for i in range(3)}
