@@ -73,23 +73,38 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.jpg"))
 
 
-def _process_kind(proc: psutil.Process) -> str:
-    """'jvm', 'python-workers' (pyspark daemon/workers), 'python-driver' or 'other'."""
-    if proc.name() == "java":
+def _process_kind(proc: psutil.Process, root: psutil.Process | None = None) -> str:
+    """'jvm', 'python-workers' (pyspark daemon/workers), 'python-driver' or 'other'.
+
+    A process forked but not yet exec'ed shares its parent's pages: the JVM's forks carry a
+    thread's name ('Thread-4'), not 'java'; a Python process counts as the driver only as
+    the JVM's child (spark-submit) or the watched root, so a fork of the driver is 'other'.
+    """
+    name = proc.name()
+    if name == "java":
         return "jvm"
     cmdline = " ".join(proc.cmdline())
     if "pyspark.daemon" in cmdline or "pyspark.worker" in cmdline:
         return "python-workers"
-    return "python-driver" if "python" in proc.name() else "other"
+    if "python" not in name:
+        return "other"
+    if root is not None and proc.pid == root.pid:
+        return "python-driver"
+    parent = proc.parent()
+    return "python-driver" if parent is not None and parent.name() == "java" else "other"
 
 
 class PeakMemory:
     """Samples RSS of this process and all its children (JVM, Python workers) every 50 ms."""
 
-    def __init__(self) -> None:
+    def __init__(self, wait_for_watch: bool = False) -> None:
         self.peak_bytes = 0
         self._root: psutil.Process | None = None  # None: this process and its children
-        self.peak_by_kind: dict[str, int] = {}  # "jvm" / "python": each kind's own peak
+        # True: sample nothing until `watch` names the process (never this one by mistake)
+        self._wait_for_watch = wait_for_watch
+        # "jvm" / "python-driver" / "python-workers" / "driver" (the first two at one moment):
+        # each kind's own peak
+        self.peak_by_kind: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -98,6 +113,9 @@ class PeakMemory:
         while not self._stop.is_set():
             total = 0
             kinds: dict[str, int] = {}
+            if self._wait_for_watch and self._root is None:
+                time.sleep(0.01)
+                continue
             root = self._root or me
             try:
                 tree = [root, *root.children(recursive=True)]
@@ -107,9 +125,11 @@ class PeakMemory:
                 with contextlib.suppress(psutil.Error):
                     rss = proc.memory_info().rss
                     total += rss
-                    kind = _process_kind(proc)
+                    kind = _process_kind(proc, self._root)
                     kinds[kind] = kinds.get(kind, 0) + rss
             self.peak_bytes = max(self.peak_bytes, total)
+            # The driver: its JVM (in local mode it runs the tasks too) and the Python driver.
+            kinds["driver"] = kinds.get("jvm", 0) + kinds.get("python-driver", 0)
             for kind, rss in kinds.items():
                 self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), rss)
             time.sleep(0.05)

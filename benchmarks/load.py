@@ -115,7 +115,11 @@ def score_drop(drop: Path, out: Path, work: Path) -> dict[str, float]:
     ]  # fmt: skip
     log_path = out.parent / f"{out.name}.log"
     out_path = out.parent / f"{out.name}.stdout"
-    with PeakMemory() as peak, log_path.open("w") as log, out_path.open("w") as stdout:
+    with (
+        PeakMemory(wait_for_watch=True) as peak,
+        log_path.open("w") as log,
+        out_path.open("w") as stdout,
+    ):
         started = time.perf_counter()
         job = subprocess.Popen(cmd, cwd=work, stdout=stdout, stderr=log, text=True)
         peak.watch(job.pid)  # the job's tree only: this process holds TensorFlow already

@@ -392,6 +392,12 @@ def list_local_files(
     tasks. Nothing on the driver grows with the number of files.
     """
     plan = walk_folders(input_path, extensions)
+    log.info(
+        "walked %d folders (%d entries named like an image) in %.2f s",
+        sum(1 for kind, _ in plan.units if kind == "dir"),
+        plan.entries,
+        plan.seconds,
+    )
     suffixes = _suffixes(extensions)
     max_bytes = max_file_bytes(spark)
 

@@ -216,15 +216,21 @@ def decode_and_score(
     """Raw files -> (image_id, path, status, error, p_raw) in ONE Python pass per batch.
 
     Decoding and scoring in the same worker keeps one Python process (and one TensorFlow)
-    per task instead of two, and the decoded pixels never cross back to the JVM.
+    per task instead of two, and the decoded pixels never cross back to the JVM. Rows
+    without a `content` column are local files listed by `ingest.list_local_files`: the
+    worker reads their bytes itself, so they never cross to the JVM either.
     """
-    from fakeface.ingest import decode_frame
+    from fakeface.ingest import decode_frame, max_file_bytes, read_frame
 
     max_pixels = cfg.ingest.max_pixels
+    read_here = "content" not in df.columns
+    max_bytes = max_file_bytes(df.sparkSession)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         keras_model = None
         for frame in batches:
+            if read_here:
+                frame = read_frame(frame, max_bytes)
             decoded = decode_frame(frame, size, max_pixels, labeled=False)
             scores = np.full(len(decoded), np.nan, dtype=np.float32)
             if (decoded["status"] == STATUS_OK).any():
@@ -243,4 +249,7 @@ def decode_and_score(
                 }
             )
 
-    return df.select("path", "content").mapInPandas(run, schema=FUSED_SCHEMA)
+    columns = ["path"] if read_here else ["path", "content"]
+    if "read_error" in df.columns:
+        columns.append("read_error")  # why a file could not be read, kept in its row
+    return df.select(*columns).mapInPandas(run, schema=FUSED_SCHEMA)

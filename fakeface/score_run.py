@@ -42,16 +42,32 @@ def detect_input(spark: SparkSession, input_path: str) -> str:
 
 
 def read_input(
-    spark: SparkSession, cfg: Config, input_path: str, kind: str
+    spark: SparkSession,
+    cfg: Config,
+    input_path: str,
+    kind: str,
+    size: int | None = None,
+    need_ids: bool = False,
 ) -> tuple[DataFrame, DataFrame]:
-    """(rows to score with image_id/path/image/height/width/status/error, rows to count)."""
+    """(rows to score, rows to count). Ingested data: image_id/path/image/height/width/status/
+    error. Raw images: (path, read_error) of local files, which the scoring pass reads itself
+    (the bytes never enter the JVM), or (path, content, read_error, image_id) when `need_ids`
+    (the ids must be known before decoding) and for non-local URIs (read by binaryFile).
+    """
     from pyspark.sql import functions as F
 
-    from fakeface.ingest import read_image_files, read_ingested
+    from fakeface.ingest import is_local_path, list_local_files, read_ingested, read_input_files
     from fakeface.storage import qualify
 
     if kind == "images":
-        files = read_image_files(spark, input_path, cfg.ingest.extensions)
+        if is_local_path(input_path) and not need_ids:
+            row_bytes = (size or cfg.ingest.image_size) ** 2 * 3  # the work per row, roughly
+            file_bytes = cfg.ingest.output_file_mb * 2**20
+            listed = list_local_files(
+                spark, input_path, cfg.ingest.extensions, row_bytes, file_bytes
+            )
+            return listed.frame, listed.frame.select("path")
+        files = read_input_files(spark, input_path, cfg.ingest.extensions).frame
         # image_id before decoding (sha256 of the bytes, as decode computes it), so that
         # --incremental can drop known images without decoding them.
         keyed = files.withColumn("image_id", F.sha2(F.col("content"), 256))
@@ -146,8 +162,8 @@ def run_score(
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.score.arrow_batch_size))
     kind = detect_input(spark, input_path)
-    rows, countable = read_input(spark, cfg, input_path, kind)
     size = decode_size(cfg, resolved)
+    rows, countable = read_input(spark, cfg, input_path, kind, size, need_ids=incremental)
     packed = package_model(resolved, image_shapes(rows, kind, size))
 
     skip_ids = scored_ids(spark, output_path, run_date, resolved) if incremental else None
