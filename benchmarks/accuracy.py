@@ -93,6 +93,7 @@ def main() -> int:
     print(machine_line())
 
     import numpy as np
+    import pyarrow.parquet as pq
 
     from fakeface import registry
     from fakeface.cli import setup_logging
@@ -126,12 +127,12 @@ def main() -> int:
     lakes = {"original": store / "lake", "reencoded": store / "lake-reencoded"}
     run_ingest(spark, cfg, str(data_dir), str(lakes["original"]), "2026-01-01")
     run_ingest(spark, cfg, str(reencoded_dir), str(lakes["reencoded"]), "2026-01-01")
-    re_rows = (
-        read_ingested(spark, str(lakes["reencoded"]))
-        .where("status = 'ok'")
-        .select("path", "image", "height", "width")
-        .toPandas()
-    )
+    # Read with pyarrow, not collected through Spark: at 600 px the pixels are 1.6 GB, over
+    # spark.driver.maxResultSize.
+    re_rows = pq.read_table(
+        lakes["reencoded"], columns=["path", "image", "height", "width", "status"]
+    ).to_pandas()
+    re_rows = re_rows[re_rows.status == "ok"]
     meta = (
         read_ingested(spark, str(lakes["original"]))
         .where("status = 'ok'")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -613,12 +614,15 @@ def write_evaluation_artifacts(
         plot_confident_grid(images, y, s, threshold, out / "confident_grid.png"),
     ]
     fake_levels = [lv for lv in (*FAKE_LEVELS, "unknown") if (keys == lv).any()]
-    if model is not None and gradcam_examples > 0:
+    if model is not None and gradcam_examples > 0 and not has_spatial_map(model):
+        # e.g. part_seams: statistics of mesh-placed parts, no map for Grad-CAM to weigh
+        log.info("%s has no spatial feature map: no Grad-CAM pictures", model.name)
+    elif model is not None and gradcam_examples > 0:
         for level in fake_levels:
             idx = np.flatnonzero(keys == level)
             idx = idx[np.argsort(-s[idx], kind="mergesort")][:gradcam_examples]
             titles = [
-                f"{image_ids[i]}  p={s[i]:.2f}  {level} {_flags(paths[i], regions, i)}".rstrip()
+                gradcam_title(paths[i], image_ids[i], s[i], level, _flags(paths[i], regions, i))
                 for i in idx
             ]
             try:
@@ -635,6 +639,28 @@ def write_evaluation_artifacts(
         write_predictions_csv(out / "predictions.csv", image_ids, paths, y, levels, s, threshold)
     )
     return written
+
+
+REGION_NAMES = ("left eye", "right eye", "nose", "mouth")
+
+
+def gradcam_title(path: Any, image_id: str, score: float, level: str, flags: str) -> str:
+    """'mid_37_1010.jpg p=0.81 mid: left eye, nose': the file, its score and what was pasted."""
+    name = os.path.basename(str(path)) if path else str(image_id)[:12]
+    parts = [name, f"p={score:.2f}", level]
+    if len(flags) == len(REGION_NAMES) and set(flags) <= {"0", "1"}:
+        replaced = [n for n, f in zip(REGION_NAMES, flags, strict=True) if f == "1"]
+        parts[-1] += ": " + (", ".join(replaced) if replaced else "no region flagged")
+    return "  ".join(parts)
+
+
+def has_spatial_map(model: keras.Model) -> bool:
+    """True when Grad-CAM finds a 4-D feature map to explain in `model`."""
+    try:
+        _find_feature_layer(model, None)
+    except ValueError:
+        return False
+    return True
 
 
 def _flags(path: Any, regions: Sequence[str | None] | None, i: int) -> str:

@@ -259,6 +259,7 @@ def fit_variant(
         set_base_trainable,
         with_region_head,
     )
+    from fakeface.models.parts import adapt_parts, part_layers
     from fakeface.models.texture import adapt_kernels, kernel_layers
     from fakeface.selfblend import parse_region_flags, region_targets
 
@@ -275,10 +276,14 @@ def fit_variant(
         # The region head trains beside the score unit; `model` (one output) is what is kept.
         fitted = with_region_head(model) if region_weight > 0 else model
     batch = cfg.train.batch_size
-    if kernel_layers(model):
-        # Kernel machines keep training examples as prototypes: set them before fitting.
+    if kernel_layers(model) or part_layers(model):
+        # Kernel machines keep training examples as prototypes, part statistics the training
+        # mean for faces the mesh misses: both are set from the training split before fitting.
+        train_images = feed.collect_numpy(train_converter)["image"]
         with strategy.scope():
-            adapt_kernels(model, feed.collect_numpy(train_converter)["image"], batch)
+            adapt_parts(model, train_images, batch)
+            adapt_kernels(model, train_images, batch)
+        del train_images
     steps = max(1, math.ceil(len(train_converter) / batch))
     with strategy.scope():
         _compile(fitted, cfg, learning_rate, steps * epochs, region_weight)

@@ -219,3 +219,38 @@ def test_write_evaluation_artifacts_with_one_class_and_no_model(tmp_path: Path):
     assert all(p.is_file() for p in fakes)
     rows = list(csv.DictReader((tmp_path / "fakes" / "predictions.csv").open()))
     assert [r["level"] for r in rows] == ["unknown", "mid"]  # NaN (pandas) means unknown
+
+
+def test_gradcam_title_names_the_file_and_the_pasted_regions() -> None:
+    from fakeface.evaluate import gradcam_title
+
+    title = gradcam_title("file:/x/training_fake/mid_37_1010.jpg", "ab" * 32, 0.812, "mid", "1010")
+    assert title == "mid_37_1010.jpg  p=0.81  mid: left eye, nose"
+    assert "ab" * 8 not in title
+    assert gradcam_title(None, "cd" * 32, 0.5, "unknown", "") == "cdcdcdcdcdcd  p=0.50  unknown"
+
+
+def test_a_model_without_a_spatial_map_gets_no_gradcam_pictures(tmp_path: Path) -> None:
+    import keras
+
+    from fakeface.evaluate import has_spatial_map, write_evaluation_artifacts
+
+    inputs = keras.Input((None, None, 3), dtype="uint8")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    flat = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    assert not has_spatial_map(flat)
+    images = _images(4)
+    written = write_evaluation_artifacts(
+        tmp_path,
+        images=images,
+        y_true=np.array([0, 1, 0, 1]),
+        scores=np.array([0.2, 0.7, 0.4, 0.9]),
+        threshold=0.5,
+        levels=[None, "easy", None, "hard"],
+        history=None,
+        image_ids=[f"id{i}" for i in range(4)],
+        paths=["real_1.jpg", "easy_1_1000.jpg", "real_2.jpg", "hard_1_0001.jpg"],
+        model=flat,
+        gradcam_examples=2,
+    )
+    assert written and not list(tmp_path.glob("gradcam_*.png"))

@@ -20,6 +20,7 @@ from keras import layers
 from fakeface.errors import ModelError
 from fakeface.models.augment import DEFAULT_AUGMENTATION_PROBS, build_augmenter
 from fakeface.models.layers import CaffePreprocess, CastToFloat32
+from fakeface.models.parts import FacePartStatistics
 from fakeface.models.texture import (
     GradientOrientationHistogram,
     LocalBinaryPatternHistogram,
@@ -283,6 +284,22 @@ def _texture_kernel_logit(x):
         kernel_regularizer=keras.regularizers.L2(1e-4),
         name="kernel_logit",
     )(similarities)
+
+
+@register_variant(
+    "part_seams",
+    input_size=600,
+    learning_rate_scale=5.0,  # the same convex kernel head as texture_kernel
+    description="face mesh -> native-resolution colour / noise / seam-ring statistics of the"
+    " eyes, nose and mouth -> RBF kernel on training prototypes -> logistic",
+)
+def _part_seams(x, *, weights: str):
+    features = FacePartStatistics(name="part_statistics")(x)
+    similarities = RadialBasisKernel(n_prototypes=1024, name="kernel")(features)
+    logit = layers.Dense(
+        1, dtype="float32", kernel_regularizer=keras.regularizers.L2(1e-4), name="kernel_logit"
+    )(similarities)
+    return layers.Activation("sigmoid", dtype="float32", name="score")(logit)
 
 
 @register_variant(
