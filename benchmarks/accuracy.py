@@ -30,43 +30,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import BENCH_DIR, machine_line, print_table, setup_environment
+from benchmarks.common import (
+    BENCH_DIR,
+    machine_line,
+    pose_table,
+    print_table,
+    relative_key,
+    setup_environment,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real-and-fake-face-600"
 COPIES = ("original", "reencoded")
-
-
-def relative_key(path: str) -> str:
-    """'file:/.../training_fake/mid_1_0001.jpg' -> 'training_fake/mid_1_0001.jpg'."""
-    return "/".join(path.rstrip("/").split("/")[-2:])
-
-
-def pose_table(data_dir: Path, cache_path: Path) -> dict[str, list[float]]:
-    """relative path -> the four pose numbers, from the original files (cached as CSV)."""
-    import csv
-
-    from PIL import Image
-
-    from fakeface.landmarks import POSE_FEATURES, FaceMesher
-
-    if cache_path.exists():
-        with cache_path.open() as fh:
-            rows = list(csv.DictReader(fh))
-        table = {r["key"]: [float(r[k]) for k in POSE_FEATURES] for r in rows}
-        if len(table) == sum(1 for _ in data_dir.rglob("*.jpg")):
-            return table
-    mesher = FaceMesher()
-    table = {}
-    for path in sorted(data_dir.rglob("*.jpg")):
-        with Image.open(path) as image:
-            table[relative_key(str(path))] = [float(v) for v in mesher.pose_features(image)]
-    with cache_path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["key", *POSE_FEATURES])
-        for key, values in sorted(table.items()):
-            writer.writerow([key, *values])
-    return table
 
 
 def copy_metrics(y, scores, threshold, levels, propensity) -> dict[str, float]:
@@ -117,7 +92,7 @@ def main() -> int:
     reencoded_dir = store / "reencoded"
     n_copied = reencode_tree(data_dir, reencoded_dir, suffixes)
     print(f"re-encoded copy: {n_copied} files in {reencoded_dir}")
-    pose = pose_table(data_dir, store / "pose.csv")
+    pose = pose_table(data_dir)
     print(
         f"pose numbers: {len(pose)} images, no face found in "
         f"{sum(1 for v in pose.values() if not np.isfinite(v).all())}"

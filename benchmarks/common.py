@@ -185,3 +185,40 @@ def machine_line() -> str:
     load = os.getloadavg()[0]
     mem = psutil.virtual_memory().total / 2**30
     return f"machine: {os.cpu_count()} cores, {mem:.0f} GiB RAM, load average {load:.2f} at start"
+
+
+def relative_key(path: str) -> str:
+    """'file:/.../training_fake/mid_1_0001.jpg' -> 'training_fake/mid_1_0001.jpg'."""
+    return "/".join(path.rstrip("/").split("/")[-2:])
+
+
+def pose_table(data_dir: Path) -> dict[str, list[float]]:
+    """relative path -> the four pose numbers, from the original files.
+
+    Cached as var/bench/pose/<folder name>.csv, shared by the accuracy and held-out benchmarks.
+    """
+    import csv
+
+    from PIL import Image
+
+    from fakeface.landmarks import POSE_FEATURES, FaceMesher
+
+    cache_path = BENCH_DIR / "pose" / f"{data_dir.name}.csv"
+    if cache_path.exists():
+        with cache_path.open() as fh:
+            rows = list(csv.DictReader(fh))
+        table = {r["key"]: [float(r[k]) for k in POSE_FEATURES] for r in rows}
+        if len(table) == sum(1 for _ in data_dir.rglob("*.jpg")):
+            return table
+    mesher = FaceMesher()
+    table = {}
+    for path in sorted(data_dir.rglob("*.jpg")):
+        with Image.open(path) as image:
+            table[relative_key(str(path))] = [float(v) for v in mesher.pose_features(image)]
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    with cache_path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["key", *POSE_FEATURES])
+        for key, values in sorted(table.items()):
+            writer.writerow([key, *values])
+    return table

@@ -1,16 +1,19 @@
 """Held-out rehearsal: the outside judgement of the production recipe, on a quarter we hide.
 
-    python benchmarks/heldout.py [--data-dir ../shared/data/real-and-fake-face-160]
+    python benchmarks/heldout.py [--data-dir ../shared/data/real-and-fake-face-600]
         [--holdout 0.25] [--seed 0] [--workdir var/bench/heldout]
 
 The judge scores the data set's held-out quarter from outside, exactly so: ingest the shared
 folder with jobs/ingest.py; jobs/train.py --conf conf/local.yaml --data DIR with no other
-flag; jobs/promote.py; jobs/score.py on a flat folder of 160 px JPEGs whose names carry no
-label. This script does the same with spark-submit, on a stratified (label x level) quarter
-of the shared images copied under anonymous names, with a fresh MLflow store, then joins the
-scores to the hidden answer key: accuracy at the registered threshold, AUC, per-level recall,
-and the minutes each job took. One split, so it moves by a few points between seeds; it
-checks the production path end to end, cross-validation (make bench-accuracy) ranks models.
+flag; jobs/promote.py; jobs/score.py on flat folders of unlabelled JPEGs: the original bytes
+and a platform re-encode of them (`fakeface.reencode`: 512 px, baseline JPEG q85, 4:2:0, no
+metadata). This script does the same with spark-submit, on a stratified (label x level)
+quarter of the shared images copied under anonymous names, with a fresh MLflow store, then
+joins both copies' scores to the hidden answer key: accuracy at the registered threshold,
+AUC, pose-balanced AUC (5 bands of a pose-only model fitted on the training images' face-mesh
+numbers), per-level recall, and the minutes each job took. One split, so it moves by a few
+points between seeds; it checks the production path end to end, cross-validation
+(make bench-accuracy) ranks models.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import spark_submit_prefix  # noqa: E402
+from benchmarks.common import pose_table, relative_key, spark_submit_prefix  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real-and-fake-face-160"
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real-and-fake-face-600"
 RUN_DATE = "2026-01-01"
 
 
@@ -59,7 +62,7 @@ def split_corpus(data_dir: Path, work: Path, holdout: float, seed: int) -> Path:
     ).eval
     held = table.id.isin(held_ids).to_numpy()
     rng = np.random.default_rng(seed)
-    for sub in ("train", "heldout"):
+    for sub in ("train", "heldout", "heldout-reencoded"):
         shutil.rmtree(work / sub, ignore_errors=True)
     order = rng.permutation(int(held.sum()))
     names = []
@@ -72,7 +75,15 @@ def split_corpus(data_dir: Path, work: Path, holdout: float, seed: int) -> Path:
         target = work / "train" / row.source.relative_to(data_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(row.source, target)
-    key = table[held].assign(file=names)[["file", "label", "level"]]
+    from fakeface.reencode import platform_reencode
+
+    (work / "heldout-reencoded").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        data = (work / "heldout" / name).read_bytes()
+        (work / "heldout-reencoded" / name).write_bytes(platform_reencode(data))
+    key = table[held].assign(file=names, source=[relative_key(str(p)) for p in table[held].source])[
+        ["file", "label", "level", "source"]
+    ]
     key_path = work / "answer_key.csv"
     key.to_csv(key_path, index=False)
     return key_path
@@ -112,7 +123,12 @@ def main() -> int:
 
     from fakeface import registry
     from fakeface.config import load_config
-    from fakeface.metrics import classification_metrics
+    from fakeface.metrics import (
+        classification_metrics,
+        pose_balanced_auc,
+        pose_propensity,
+        roc_auc,
+    )
 
     key = pd.read_csv(split_corpus(data_dir, work, args.holdout, args.seed))
     print(f"held out {len(key)} images ({int(key.label.sum())} fake) as a flat, unlabelled folder")
@@ -132,36 +148,55 @@ def main() -> int:
         # 3: the candidate did not beat the champion/baseline; the judge would still score.
         "promote": submit("promote", "--conf", conf, "--data", str(lake), ok=(0, 3)),
     }
-    minutes["score"] = submit(
-        "score",
-        "--conf",
-        conf,
-        "--input",
-        str(work / "heldout"),
-        "--output",
-        str(scores),
-        "--run-date",
-        RUN_DATE,
-    )
-    out = pd.read_parquet(scores / f"run_date={RUN_DATE}")
-    out["file"] = out["path"].map(lambda p: Path(str(p)).name)
-    joined = key.merge(out[["file", "p_fake", "is_fake", "status"]], on="file", how="left")
-    missing = int(joined["p_fake"].isna().sum())
-    scored = joined.dropna(subset=["p_fake"])
+    copies = {"original": work / "heldout", "reencoded": work / "heldout-reencoded"}
+    for copy, folder in copies.items():
+        minutes[f"score {copy}"] = submit(
+            "score",
+            "--conf",
+            conf,
+            "--input",
+            str(folder),
+            "--output",
+            str(scores / copy),
+            "--run-date",
+            RUN_DATE,
+        )
     # The champion's registered threshold: the cut jobs/score.py applied for is_fake.
     cfg = load_config(ROOT / conf)
     champion = f"models:/{cfg.mlflow.registered_model}@{cfg.mlflow.champion_alias}"
     threshold = registry.resolve_model(registry.configure_mlflow(cfg), champion).threshold
-    metrics = classification_metrics(
-        scored.label.to_numpy(), scored.p_fake.to_numpy(), threshold, list(scored.level)
+    # Pose balance: a pose-only model fitted on the training images, applied to the hidden.
+    pose = pose_table(data_dir)
+    train_keys = [relative_key(str(p)) for p in sorted((work / "train").rglob("*.jpg"))]
+    train_labels = [0 if k.startswith("training_real") else 1 for k in train_keys]
+    propensity = pose_propensity(
+        np.array([pose[k] for k in train_keys]),
+        np.array(train_labels),
+        np.array([pose[k] for k in key.source]),
+        seed=args.seed,
     )
-    print(f"\nheld-out rehearsal: {len(scored)} of {len(key)} scored ({missing} missing)")
-    level = {k: metrics.get(f"accuracy_{k}", np.nan) for k in ("easy", "mid", "hard", "real")}
-    print(
-        f"accuracy {metrics['accuracy']:.3f}, AUC {metrics['auc']:.3f}, majority "
-        f"{metrics['majority_baseline']:.3f}; recall easy {level['easy']:.3f} / mid "
-        f"{level['mid']:.3f} / hard {level['hard']:.3f}; real kept {level['real']:.3f}"
-    )
+    key = key.assign(propensity=propensity)
+    print(f"pose-only model on the hidden images: AUC {roc_auc(key.label, propensity):.3f}")
+    for copy in copies:
+        out = pd.read_parquet(scores / copy / f"run_date={RUN_DATE}")
+        out["file"] = out["path"].map(lambda p: Path(str(p)).name)
+        joined = key.merge(out[["file", "p_fake", "is_fake", "status"]], on="file", how="left")
+        missing = int(joined["p_fake"].isna().sum())
+        scored = joined.dropna(subset=["p_fake"])
+        y, s = scored.label.to_numpy(), scored.p_fake.to_numpy()
+        metrics = classification_metrics(y, s, threshold, list(scored.level))
+        balanced = pose_balanced_auc(y, s, scored.propensity.to_numpy())
+        print(
+            f"\nheld-out rehearsal, {copy} copy: {len(scored)} of {len(key)} scored"
+            f" ({missing} missing)"
+        )
+        level = {k: metrics.get(f"accuracy_{k}", np.nan) for k in ("easy", "mid", "hard", "real")}
+        print(
+            f"accuracy {metrics['accuracy']:.3f}, AUC {metrics['auc']:.3f}, pose-balanced AUC "
+            f"{balanced:.3f}, majority {metrics['majority_baseline']:.3f}; recall easy "
+            f"{level['easy']:.3f} / mid {level['mid']:.3f} / hard {level['hard']:.3f}; real kept "
+            f"{level['real']:.3f} (threshold {threshold:.3f})"
+        )
     print("minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()))
     return 0
 
