@@ -23,7 +23,7 @@ import pandas as pd
 
 from fakeface import split as splits
 from fakeface.errors import FakefaceError, InputError
-from fakeface.metrics import LEVEL_KEYS, best_threshold, classification_metrics
+from fakeface.metrics import LEVEL_KEYS, calibrated_threshold, classification_metrics
 
 if TYPE_CHECKING:
     import keras
@@ -429,7 +429,7 @@ def train_one(
                 variant, cfg, converters[splits.TRAIN], val, session.strategy, weights, epochs
             )
             batch = cfg.train.batch_size
-            threshold = best_threshold(val["label"], predict(model, val["image"], batch))
+            threshold = calibrated_threshold(val["label"], predict(model, val["image"], batch))
             scores = predict(model, evaluation["image"], batch)
             metrics = classification_metrics(
                 evaluation["label"], scores, threshold, list(evaluation["level"])
