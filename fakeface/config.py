@@ -181,6 +181,18 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return data
 
 
+def config_files(path: str | Path) -> list[Path]:
+    """A config file and the files it `extends:`, child first (what a cluster driver needs)."""
+    files: list[Path] = []
+    current: Path | None = Path(path).resolve()
+    while current is not None and current not in files:
+        files.append(current)
+        data = yaml.safe_load(current.read_text()) if current.is_file() else None
+        parent = data.get("extends") if isinstance(data, dict) else None
+        current = (current.parent / parent).resolve() if parent else None
+    return files
+
+
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in over.items():

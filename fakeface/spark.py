@@ -162,21 +162,60 @@ def resolved_conf(cfg: Config) -> dict[str, str]:
     return conf
 
 
-def submit_options(cfg: Config, driver_python: str) -> list[str]:
+def submit_options(
+    cfg: Config, driver_python: str, config_path: str | Path | None = None
+) -> list[str]:
     """spark-submit's options for a config (one per item), its archives checked first.
 
     In client mode the driver runs `driver_python` here while executors run the archive's
-    `spark.pyspark.python` (which spark-submit would otherwise use for the driver too).
+    `spark.pyspark.python` (which spark-submit would otherwise use for the driver too). In
+    cluster mode the driver runs in the cluster: `config_path` and the files it extends are
+    shipped with --files, so the job reads them by name (`job_config_arg`).
     """
     conf = resolved_conf(cfg)
     check_archives(conf, cfg.project_root)
     opts = ["--master", cfg.spark.master, "--driver-memory", cfg.spark.driver_memory]
-    client = conf.get("spark.submit.deployMode", "client") == "client"
-    if client and conf.get(PYTHON_KEY) and DRIVER_PYTHON_KEY not in conf:
-        conf[DRIVER_PYTHON_KEY] = driver_python
+    if not is_cluster_mode(conf):
+        if conf.get(PYTHON_KEY) and DRIVER_PYTHON_KEY not in conf:
+            conf[DRIVER_PYTHON_KEY] = driver_python
+    elif config_path is not None:
+        opts += ["--files", ",".join(str(p) for p in shipped_config_files(config_path))]
     for key, value in conf.items():
         opts += ["--conf", f"{key}={value}"]
     return opts + list(cfg.spark.submit_args)
+
+
+def is_cluster_mode(conf: dict[str, str]) -> bool:
+    """True when the driver runs inside the cluster (spark.submit.deployMode=cluster)."""
+    return conf.get("spark.submit.deployMode", "client") == "cluster"
+
+
+def shipped_config_files(config_path: str | Path) -> list[Path]:
+    """The config chain to ship to a cluster driver, where the files land side by side."""
+    import yaml
+
+    from fakeface.config import config_files
+
+    files = config_files(config_path)
+    names = [p.name for p in files]
+    for path in files:
+        parent = (yaml.safe_load(path.read_text()) or {}).get("extends")
+        if parent and Path(parent).name != parent:
+            raise FakefaceError(
+                f"config {path} extends {parent!r}: in cluster deploy mode the config files are"
+                " shipped into one folder, so `extends:` must name a file beside it"
+            )
+    if len(set(names)) != len(names):
+        raise FakefaceError(
+            f"config {config_path} extends files with the same name ({', '.join(names)}):"
+            " in cluster deploy mode they are shipped into one folder; rename them"
+        )
+    return files
+
+
+def job_config_arg(cfg: Config, config_path: str | Path) -> str:
+    """What the job's --conf says: the shipped file's name in cluster mode, else the path."""
+    return Path(config_path).name if is_cluster_mode(resolved_conf(cfg)) else str(config_path)
 
 
 def _submitted_conf() -> dict[str, str]:
@@ -198,7 +237,7 @@ def build_spark_session(cfg: Config, app_suffix: str = "") -> SparkSession:
             effective[key] = format_archives(parse_archives(submitted[key], os.getcwd()))
     # In cluster deploy mode this driver runs inside the cluster, where the archive was
     # already shipped (and the submitting machine's path means nothing): nothing to check.
-    if effective.get("spark.submit.deployMode", "client") != "cluster":
+    if not is_cluster_mode(effective):
         check_archives(effective, cfg.project_root)
     python = submitted.get(PYTHON_KEY) or conf.get(PYTHON_KEY)
     if python:  # executors start the archive's Python; Spark reads it from the environment

@@ -26,7 +26,7 @@ LAKE_ROOT="${LAKE_ROOT:-$ROOT/var/lake}"
 DROP="$DROP_ROOT/$DATE"
 SPARK_SUBMIT="${SPARK_SUBMIT:-$(dirname "$PYTHON")/spark-submit}"
 
-if [[ ! -d "$DROP" ]]; then
+if [[ "$DROP" != *://* && ! -d "$DROP" ]]; then
   echo "error: no drop for $DATE: $DROP is not a folder" >&2
   exit 1
 fi
@@ -37,24 +37,28 @@ export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PYTHON}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PYTHON}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
-# One option per line: --master, --driver-memory, --conf k=v for spark.conf, then submit_args.
-# Checked before anything is submitted: the archive (there, built for this Python) and the
-# tracking store scoring will need; either failing is one line and exit 1.
+# One item per line: the jobs' --conf value (the shipped file's name in cluster deploy mode),
+# then spark-submit's options: --master, --driver-memory, --files (cluster mode: the config
+# chain), --conf k=v for spark.conf, then submit_args. Checked before anything is submitted:
+# the archive (there, built for this Python) and the tracking store scoring will need; either
+# failing is one line and exit 1.
 OPTS="$("$PYTHON" -c '
 import sys
 from fakeface.config import load_config
 from fakeface.errors import FakefaceError
 from fakeface.registry import check_tracking_uri
-from fakeface.spark import submit_options
+from fakeface.spark import job_config_arg, submit_options
 try:
     cfg = load_config(sys.argv[1])
-    opts = submit_options(cfg, sys.argv[2])
+    opts = [job_config_arg(cfg, sys.argv[1]), *submit_options(cfg, sys.argv[2], sys.argv[1])]
     check_tracking_uri(cfg.tracking_uri)
 except FakefaceError as exc:
     sys.exit(f"error: {exc}")
 print("\n".join(opts))
 ' "$CONF" "$PYTHON")"
 mapfile -t SUBMIT_OPTS <<<"$OPTS"
+JOB_CONF="${SUBMIT_OPTS[0]}"
+SUBMIT_OPTS=("${SUBMIT_OPTS[@]:1}")
 
 submit() {
   "$SPARK_SUBMIT" "${SUBMIT_OPTS[@]}" \
@@ -63,7 +67,7 @@ submit() {
 }
 
 echo "nightly $DATE: ingest $DROP -> $LAKE_ROOT/ingested"
-submit "$ROOT/jobs/ingest.py" --conf "$CONF" --unlabeled \
+submit "$ROOT/jobs/ingest.py" --conf "$JOB_CONF" --unlabeled \
   --input "$DROP" --output "$LAKE_ROOT/ingested" --run-date "$DATE"
 
 echo "nightly $DATE: score -> $LAKE_ROOT/scores"
@@ -71,6 +75,6 @@ SCORE_FLAGS=()
 if [[ "${INCREMENTAL:-0}" == "1" ]]; then
   SCORE_FLAGS+=(--incremental)
 fi
-submit "$ROOT/jobs/score.py" --conf "$CONF" "${SCORE_FLAGS[@]}" \
+submit "$ROOT/jobs/score.py" --conf "$JOB_CONF" "${SCORE_FLAGS[@]}" \
   --input "$LAKE_ROOT/ingested/run_date=$DATE" --output "$LAKE_ROOT/scores" --run-date "$DATE"
 echo "nightly $DATE: done"

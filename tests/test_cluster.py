@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -373,12 +374,18 @@ def executor_environments_of(stdout: str) -> list[dict]:
 
 @pytest.mark.timeout(1500)
 def test_nightly_on_a_cluster_whose_workers_never_saw_the_project(
-    env_archive: Path, tmp_path: Path
+    env_archive: Path, tmp_path: Path, request
 ) -> None:
     """The worker has no route to this venv: the executors run the shipped archive's Python,
     and jobs/nightly.sh on conf/cluster.yaml ingests and scores the drop exactly."""
     from fakeface.config import load_config
     from fakeface.spark import submit_options
+
+    def drop_unpacked() -> None:  # 2.7 GB per executor: not kept with the test's tmp_path
+        for unpacked in tmp_path.glob("work*/app-*/*/environment"):
+            shutil.rmtree(unpacked, ignore_errors=True)
+
+    request.addfinalizer(drop_unpacked)
 
     worker_env = bare_worker_env()
     bare = {k: v for k, v in {**os.environ, **worker_env}.items() if v is not None}

@@ -166,10 +166,17 @@ def run_nightly(tmp_path: Path, conf: Path, unset: tuple[str, ...] = ()):
     )
 
 
-def write_conf(tmp_path: Path, text: str) -> Path:
+def write_conf(tmp_path: Path, text: str, beside: bool = True) -> Path:
+    """A config extending conf/cluster.yaml: a copy beside it (as a cluster driver gets them),
+    or, with beside=False, the checkout's by its absolute path."""
     conf = tmp_path / "conf" / "night.yaml"
     conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(f"extends: {PROJECT_ROOT / 'conf' / 'cluster.yaml'}\n{text}")
+    parent = PROJECT_ROOT / "conf" / "cluster.yaml"
+    if beside:
+        for name in ("base.yaml", "cluster.yaml"):
+            (conf.parent / name).write_text((PROJECT_ROOT / "conf" / name).read_text())
+        parent = Path("cluster.yaml")
+    conf.write_text(f"extends: {parent}\n{text}")
     return conf
 
 
@@ -202,3 +209,23 @@ def test_nightly_with_the_cluster_tracking_server_unreachable_is_one_line(tmp_pa
     conf = write_conf(tmp_path, "")  # cluster.yaml's own tracking server, which is not there
     line = nightly_error(run_nightly(tmp_path, conf, unset=("MLFLOW_TRACKING_URI",)))
     assert "https://mlflow.example.com is unreachable" in line
+
+
+def test_cluster_mode_ships_the_config_chain_and_the_job_reads_it_by_name(tmp_path: Path) -> None:
+    from fakeface.spark import job_config_arg
+
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    for name in ("base.yaml", "cluster.yaml"):
+        (conf_dir / name).write_text((PROJECT_ROOT / "conf" / name).read_text())
+    fake_env_archive(tmp_path / "dist" / f"fakeface-{version('fakeface')}-env.tar.gz")
+    path = conf_dir / "cluster.yaml"
+    cfg = load_config(path)
+    opts = submit_options(cfg, "/opt/venv/bin/python", path)
+    assert opts[opts.index("--files") + 1] == f"{path},{conf_dir / 'base.yaml'}"
+    assert job_config_arg(cfg, path) == "cluster.yaml"
+    # A chain that names a file elsewhere cannot be shipped flat: one line.
+    nested = write_conf(tmp_path / "other", "", beside=False)
+    with pytest.raises(FakefaceError) as info:
+        submit_options(load_config(nested, project_root=tmp_path), "/x/python", nested)
+    assert "must name a file beside it" in str(info.value) and "\n" not in str(info.value)
