@@ -418,8 +418,8 @@ def list_local_files(
         if rows:
             yield pd.DataFrame(rows, columns=["path", "read_error"])
 
-    listing_tasks = max(1, min(len(plan.units), 4 * spark.sparkContext.defaultParallelism))
-    units = spark.createDataFrame(plan.units, _UNITS_SCHEMA).repartition(listing_tasks)
+    # A local relation: one task per unit up to the default parallelism (the cores), no shuffle.
+    units = spark.createDataFrame(plan.units, _UNITS_SCHEMA)
     listed = units.mapInPandas(list_units, schema=_LISTED_SCHEMA)
     if plan.problems:
         listed = listed.unionByName(spark.createDataFrame(plan.problems, _LISTED_SCHEMA))
