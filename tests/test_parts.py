@@ -152,16 +152,17 @@ def test_layer_fills_faceless_rows_with_the_training_mean(drawn_faces) -> None:
 
 
 @pytest.mark.slow
-def test_part_seams_adapts_scores_and_reloads_identically(drawn_faces, tmp_path) -> None:
+@pytest.mark.parametrize("variant", ["part_seams", "part_texture"])
+def test_part_variants_adapt_score_and_reload_identically(variant, drawn_faces, tmp_path):
     import keras
 
     from fakeface.models.factory import build_model
     from fakeface.models.parts import adapt_parts
     from fakeface.models.texture import adapt_kernels
 
-    model = build_model("part_seams")
+    model = build_model(variant)
     assert adapt_parts(model, drawn_faces, 4) == 1
-    assert adapt_kernels(model, drawn_faces, 4) == 1
+    assert adapt_kernels(model, drawn_faces, 4) == (2 if variant == "part_texture" else 1)
     scores = model.predict(drawn_faces, verbose=0)
     assert scores.shape == (6, 1) and np.all((scores > 0) & (scores < 1))
     model.save(tmp_path / "m.keras")
