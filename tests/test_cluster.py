@@ -338,25 +338,22 @@ def bare_worker_env() -> dict[str, str | None]:
 
 
 def archive_conf(tmp_path: Path, master_url: str, archive: Path, name: str) -> Path:
-    """conf/cluster.yaml, sized down to one 1-core worker on 127.0.0.1, in client mode."""
+    """conf/standalone.yaml (conf/cluster.yaml in client mode), on one 1-core worker."""
     conf = tmp_path / "conf" / "cluster-test.yaml"
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(
-        f"""extends: {PROJECT_ROOT / "conf" / "cluster.yaml"}
+        f"""extends: {PROJECT_ROOT / "conf" / "standalone.yaml"}
 spark:
   master: {master_url}
   driver_memory: 1g
   shuffle_partitions: 2
   conf:
-    spark.submit.deployMode: client
-    spark.executor.instances: "1"
     spark.executor.cores: "1"
     spark.executor.memory: 768m
     spark.executor.memoryOverhead: 384m
     spark.archives: {archive}#environment
 ingest:
   image_size: 32
-  max_partition_bytes: 16m
 mlflow:
   registered_model: {name}
   artifact_root: {tmp_path / "artifacts"}

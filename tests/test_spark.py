@@ -229,3 +229,13 @@ def test_cluster_mode_ships_the_config_chain_and_the_job_reads_it_by_name(tmp_pa
     with pytest.raises(FakefaceError) as info:
         submit_options(load_config(nested, project_root=tmp_path), "/x/python", nested)
     assert "must name a file beside it" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_standalone_yaml_is_cluster_yaml_in_client_mode_with_its_archive() -> None:
+    cfg = load_config(PROJECT_ROOT / "conf" / "standalone.yaml")
+    conf = resolved_conf(cfg)
+    assert cfg.spark.master.startswith("spark://")
+    assert conf["spark.submit.deployMode"] == "client"
+    (archive,) = parse_archives(conf["spark.archives"])
+    assert Path(archive.uri) == PROJECT_ROOT / "dist" / f"fakeface-{version('fakeface')}-env.tar.gz"
+    assert conf["spark.pyspark.python"] == ENV_PYTHON
