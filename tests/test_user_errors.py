@@ -94,3 +94,23 @@ def test_unreachable_tracking_store(job: str, tmp_path: Path) -> None:
         args = ["--data", str(tmp_path)]
     assert "unreachable" in one_error_line(run(job, args, env))
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+@pytest.mark.parametrize("job", ["score", "promote"])
+def test_cluster_config_with_its_tracking_server_unreachable(job: str, tmp_path: Path) -> None:
+    """conf/cluster.yaml names a tracking server this machine cannot reach: one line, before
+    a session (or a cluster application) is started."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    conf = ["--conf", str(PROJECT_ROOT / "conf" / "cluster.yaml")]
+    if job == "score":
+        args = [*conf, "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+                "--run-date", "2026-01-01"]  # fmt: skip
+    else:
+        args = [*conf, "--data", str(tmp_path)]
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "jobs" / f"{job}.py"), *args],
+        capture_output=True, text=True, timeout=180, env=env,
+    )  # fmt: skip
+    line = one_error_line(result)
+    assert "https://mlflow.example.com is unreachable" in line
+    assert not (tmp_path / "o").exists()
