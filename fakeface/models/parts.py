@@ -70,25 +70,23 @@ def _high_pass(y: np.ndarray) -> np.ndarray:
     return y - 0.25 * (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:])
 
 
-def _window(points: np.ndarray, grow: float, shape: tuple[int, int]) -> tuple[slice, slice]:
+def _window(
+    points: np.ndarray, grow: float | np.ndarray, shape: tuple[int, int], end_pad: int = 1
+) -> tuple[slice, slice]:
     """The pixel window around `points`, grown by `grow` of their half extent, clipped."""
     h, w = shape
     centre = points.mean(axis=0)
     half = (points.max(axis=0) - points.min(axis=0)) / 2 + 1.0
     x0, y0 = np.clip(np.floor(centre - half * grow), 0, [w - 1, h - 1]).astype(int)
-    x1, y1 = np.clip(np.ceil(centre + half * grow) + 1, 1, [w, h]).astype(int)
+    x1, y1 = np.clip(np.ceil(centre + half * grow) + end_pad, 1, [w, h]).astype(int)
     return slice(y0, max(y1, y0 + 2)), slice(x0, max(x1, x0 + 2))
 
 
 def _region_vector(y, cb, cr, points: np.ndarray, iod: float) -> np.ndarray:
     """Mean luma / Cb / Cr, luma std and log high-pass energy in the points' bounding box."""
     half = (points.max(axis=0) - points.min(axis=0)) / 2 + 1.0
-    grow = 1.0 + 0.05 * iod / half  # the box grown by 5% of the inter-ocular distance
-    centre = points.mean(axis=0)
-    h, w = y.shape
-    x0, y0 = np.clip(np.floor(centre - half * grow), 0, [w - 1, h - 1]).astype(int)
-    x1, y1 = np.clip(np.ceil(centre + half * grow), 1, [w, h]).astype(int)
-    sl = (slice(y0, max(y1, y0 + 2)), slice(x0, max(x1, x0 + 2)))
+    # the box grown by 5% of the inter-ocular distance on every side
+    sl = _window(points, 1.0 + 0.05 * iod / half, y.shape, end_pad=0)
     luma = y[sl]
     return np.array(
         [
