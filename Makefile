@@ -24,7 +24,7 @@ PACK_EXCLUDE := --exclude 'lib/python3.11/site-packages/pyspark/jars/*' \
 PYTHON_PREFIX ?=
 
 .PHONY: install check-java test test-fast lint format demo mlflow-ui bench-ingest bench-train \
-        bench-score bench-accuracy bench-heldout bench-load bench-cluster package clean
+        bench-score bench-accuracy bench-heldout bench-load bench-listing bench-cluster package clean
 
 install: check-java $(STAMP)
 
@@ -94,7 +94,7 @@ mlflow-ui: install
 	  --backend-store-uri "$$($(PY) -c 'from fakeface.config import load_config; print(load_config("conf/local.yaml").tracking_uri)')"
 
 bench-ingest: install
-	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/ingest.py --small 400 --large 2000 --out-size 160 600 --profile
 
 bench-train: install
 	$(PY) benchmarks/train.py
@@ -110,6 +110,9 @@ bench-heldout: install
 
 bench-load: install
 	$(PY) benchmarks/load.py
+
+bench-listing: install
+	$(PY) benchmarks/listing.py
 
 bench-cluster: package
 	$(PY) benchmarks/cluster.py

@@ -583,6 +583,98 @@ def decode_listed(
     return df.mapInPandas(read_and_decode, schema=DECODED_SCHEMA)
 
 
+_WRITTEN_SCHEMA = "file string, rows long"
+# Spark's and pyarrow's names of the Parquet codecs (ingest.parquet_codec).
+_PYARROW_CODECS = {"uncompressed": "none", "lz4_raw": "lz4"}
+ROW_GROUP_BYTES = 64 * 2**20
+
+
+def decoded_arrow_schema() -> Any:
+    """DECODED_SCHEMA as an Arrow schema: what Spark would write, written by pyarrow."""
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int": pa.int32(), "binary": pa.binary()}
+    fields = [c.strip().split(" ") for c in DECODED_SCHEMA.split(",")]
+    return pa.schema([(name, types[kind]) for name, kind in fields])
+
+
+def write_listed(
+    df: DataFrame,
+    folder: str,
+    size: int,
+    max_pixels: int,
+    max_bytes: int,
+    labeled: bool = True,
+    codec: str = "none",
+) -> DataFrame:
+    """(path, read_error) rows of local files -> Parquet files written by the Python workers.
+
+    Each task reads, decodes and writes its rows with pyarrow into `folder/_attempts/` (a
+    name per attempt) and returns one (file, rows) row: the pixels never enter the JVM. A
+    failed or duplicate attempt's file is never returned; `adopt_written` keeps only the
+    returned ones.
+    """
+    attempts = os.path.join(folder, "_attempts")
+    compression = _PYARROW_CODECS.get(codec, codec)
+
+    def read_decode_write(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import uuid
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        task = f"{ctx.partitionId():05d}-{ctx.attemptNumber()}" if ctx else "00000-0"
+        target = os.path.join(attempts, f"part-{task}-{uuid.uuid4().hex[:8]}.parquet")
+        schema = decoded_arrow_schema()
+        writer = None
+        pending: list[Any] = []
+        pending_bytes = rows = 0
+        for frame in batches:
+            decoded = decode_frame(read_frame(frame, max_bytes), size, max_pixels, labeled)
+            table = pa.Table.from_pandas(decoded, schema=schema, preserve_index=False)
+            pending.append(table)
+            pending_bytes += table.nbytes
+            rows += len(decoded)
+            if pending_bytes >= ROW_GROUP_BYTES:
+                writer = writer or _open_writer(pq, target, schema, compression)
+                group = pa.concat_tables(pending)
+                writer.write_table(group, row_group_size=max(1, group.num_rows))
+                pending, pending_bytes = [], 0
+        if pending:
+            writer = writer or _open_writer(pq, target, schema, compression)
+            group = pa.concat_tables(pending)
+            writer.write_table(group, row_group_size=max(1, group.num_rows))
+        if writer is not None:
+            writer.close()
+            yield pd.DataFrame({"file": [target], "rows": [rows]})
+
+    return df.mapInPandas(read_decode_write, schema=_WRITTEN_SCHEMA)
+
+
+def _open_writer(pq: Any, target: str, schema: Any, compression: str) -> Any:
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    return pq.ParquetWriter(target, schema, compression=compression)
+
+
+def adopt_written(folder: str, written: list[tuple[str, int]]) -> int:
+    """Move the files the tasks returned into `folder` as part-NNNNN.parquet, drop the rest
+    (failed attempts); an empty result gets one empty file with the schema. -> rows."""
+    import shutil
+
+    for i, (file, _) in enumerate(sorted(written)):
+        os.rename(file, os.path.join(folder, f"part-{i:05d}.parquet"))
+    shutil.rmtree(os.path.join(folder, "_attempts"), ignore_errors=True)
+    if not written:
+        import pyarrow.parquet as pq
+
+        os.makedirs(folder, exist_ok=True)
+        schema = decoded_arrow_schema()
+        pq.write_table(schema.empty_table(), os.path.join(folder, "part-00000.parquet"))
+    return sum(rows for _, rows in written)
+
+
 def arrow_batch_rows(cfg: Config, row_bytes: int) -> int:
     """Rows per Arrow batch: `ingest.arrow_batch_size`, fewer when the pixels would exceed
     `ingest.arrow_batch_mb` (a 600 px image is 1.08 MB)."""
@@ -634,20 +726,31 @@ def run_ingest(
     spark.conf.set(_ARROW_RECORDS_KEY, str(arrow_batch_rows(cfg, row_bytes)))
     hidden: int | None = None
     tasks: int | None = None
+    walk_seconds: float | None = None
+    codec = cfg.ingest.parquet_codec
     if is_local_path(input_path):
         listed = list_local_files(
             spark, input_path, cfg.ingest.extensions, row_bytes, cfg.ingest.output_file_mb * 2**20
         )
-        decoded = decode_listed(listed.frame, size, max_pixels, max_file_bytes(spark), labeled)
         hidden, tasks = listed.plan.hidden, listed.tasks
-        walk_seconds: float | None = round(listed.plan.seconds, 3)
+        walk_seconds = round(listed.plan.seconds, 3)
+        max_bytes = max_file_bytes(spark)
+        if is_local_path(output_path):
+            # Local in, local out: the Python workers read, decode and write the Parquet.
+            staged = storage.staged_name(run_date)
+            folder = local_path(storage.staged_uri(output_path, staged))
+            written = write_listed(
+                listed.frame, folder, size, max_pixels, max_bytes, labeled, codec
+            ).collect()
+            adopt_written(folder, [(r["file"], r["rows"]) for r in written])
+            decoded = None
+        else:
+            decoded = decode_listed(listed.frame, size, max_pixels, max_bytes, labeled)
     else:
         files = _read_remote(spark, input_path, cfg.ingest.extensions)
         decoded = decode_images(files, size, max_pixels, labeled)
-        walk_seconds = None
-    staged = storage.stage_dataframe(
-        decoded, output_path, run_date, compression=cfg.ingest.parquet_codec
-    )
+    if decoded is not None:  # Spark's Parquet writer, for any Hadoop file system
+        staged = storage.stage_dataframe(decoded, output_path, run_date, compression=codec)
     staged_uri = storage.staged_uri(output_path, staged)
     columns = ("image_id", "status", "error")
     summary = summarize_partition(spark.read.parquet(staged_uri).select(*columns))

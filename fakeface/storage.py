@@ -188,12 +188,17 @@ def stage_dataframe(
 
     `compression`: the Parquet codec (none, snappy, lz4, zstd, ...); None: Spark's setting.
     """
-    name = f"{run_date}-{uuid.uuid4().hex[:12]}"
+    name = staged_name(run_date)
     writer = df.write.mode("error")
     if compression is not None:
         writer = writer.option("compression", compression)
     writer.parquet(qualify(output_path.rstrip("/") + f"/_staging/{name}"))
     return name
+
+
+def staged_name(run_date: str) -> str:
+    """A fresh name for a staged folder of `run_date` (under `_staging/`)."""
+    return f"{run_date}-{uuid.uuid4().hex[:12]}"
 
 
 def staged_uri(output_path: str, staged: str) -> str:
