@@ -260,7 +260,7 @@ def fit_variant(
         with_region_head,
     )
     from fakeface.models.parts import adapt_parts, part_layers
-    from fakeface.models.texture import adapt_kernels, kernel_layers
+    from fakeface.models.texture import adapt_kernels, fit_kernel_heads, kernel_layers
     from fakeface.selfblend import parse_region_flags, region_targets
 
     spec = get_variant(variant)
@@ -279,11 +279,23 @@ def fit_variant(
     if kernel_layers(model) or part_layers(model):
         # Kernel machines keep training examples as prototypes, part statistics the training
         # mean for faces the mesh misses: both are set from the training split before fitting.
-        train_images = feed.collect_numpy(train_converter)["image"]
+        train = feed.collect_numpy(train_converter)
         with strategy.scope():
-            adapt_parts(model, train_images, batch)
-            adapt_kernels(model, train_images, batch)
-        del train_images
+            adapt_parts(model, train["image"], batch)
+            adapt_kernels(model, train["image"], batch)
+            if spec.exact_head:
+                # A convex head on fixed features: its optimum, not 15 epochs towards it.
+                history = fit_kernel_heads(
+                    model, train["image"], train["label"], val["image"], val["label"], batch
+                )
+                log.info(
+                    "%s: kernel heads solved exactly: auc=%.4f val_auc=%.4f",
+                    variant,
+                    history["auc"][0],
+                    history["val_auc"][0],
+                )
+                return model, history
+        del train
     steps = max(1, math.ceil(len(train_converter) / batch))
     with strategy.scope():
         _compile(fitted, cfg, learning_rate, steps * epochs, region_weight)

@@ -204,3 +204,63 @@ def test_texture_variants_train_only_their_heads_and_the_cnn():
     assert adapt_kernels(fused, images) == 1
     first, second = fused.predict(images, verbose=0), fused.predict(images, verbose=0)
     assert first.shape == (6, 1) and np.array_equal(first, second)  # no augmentation at inference
+
+
+def _kernel_model(two_kernels: bool = False, extra_branch: bool = False):
+    from fakeface.models.texture import RadialBasisKernel
+
+    inputs = keras.Input((4,))
+    logits = []
+    for k in range(2 if two_kernels else 1):
+        sims = RadialBasisKernel(n_prototypes=32, seed=k, name=f"k{k}")(inputs)
+        logits.append(keras.layers.Dense(1, name=f"head{k}")(sims))
+    if extra_branch:
+        logits.append(keras.layers.Dense(1, name="linear")(inputs))
+    logit = keras.layers.Add()(logits) if len(logits) > 1 else logits[0]
+    return keras.Model(inputs, keras.layers.Activation("sigmoid")(logit))
+
+
+def _ring_data(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (np.hypot(x[:, 0], x[:, 1]) > 1.1).astype(int)  # not linear: needs the kernel
+    return x, y
+
+
+@pytest.mark.parametrize("two_kernels", [False, True])
+def test_fit_kernel_heads_solves_the_logistic_regression_exactly(two_kernels: bool) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from fakeface.metrics import roc_auc
+    from fakeface.models.texture import adapt_kernels, fit_kernel_heads
+
+    x, y = _ring_data(300, 0)
+    xv, yv = _ring_data(100, 1)
+    model = _kernel_model(two_kernels)
+    adapt_kernels(model, x)
+    history = fit_kernel_heads(model, x, y, xv, yv, strengths=(10.0,))
+    p = model.predict(xv, verbose=0).ravel()
+    sims = [
+        keras.Model(model.inputs, model.get_layer(f"k{k}").output).predict(x, verbose=0)
+        for k in range(2 if two_kernels else 1)
+    ]
+    reference = LogisticRegression(C=10.0, max_iter=5000).fit(np.concatenate(sims, 1), y)
+    sims_v = [
+        keras.Model(model.inputs, model.get_layer(f"k{k}").output).predict(xv, verbose=0)
+        for k in range(2 if two_kernels else 1)
+    ]
+    np.testing.assert_allclose(
+        p, reference.predict_proba(np.concatenate(sims_v, 1))[:, 1], atol=2e-3
+    )
+    assert roc_auc(yv, p) > 0.9 and history["val_auc"][0] == pytest.approx(roc_auc(yv, p), abs=1e-3)
+    assert set(history) == {"loss", "auc", "val_loss", "val_auc"}
+
+
+def test_fit_kernel_heads_refuses_a_logit_with_another_branch() -> None:
+    from fakeface.models.texture import adapt_kernels, fit_kernel_heads
+
+    x, y = _ring_data(200, 0)
+    model = _kernel_model(extra_branch=True)
+    adapt_kernels(model, x)
+    with pytest.raises(ValueError, match="not the sum of its kernel heads"):
+        fit_kernel_heads(model, x, y, x, y)
