@@ -134,6 +134,7 @@ def check_archives(conf: dict[str, str], root: str | Path = ".") -> list[Archive
                 f"spark.archives names {path}, which does not exist; build it with"
                 " `make package` (or fix the path in the config)"
             )
+        check_fresh(path)
         built_for = archive_python(path)
         if built_for != here:
             raise FakefaceError(
@@ -151,6 +152,30 @@ def check_archives(conf: dict[str, str], root: str | Path = ".") -> list[Archive
                 f" {folder!r} (folders: {names}); add `dist/...-env.tar.gz#{folder}`"
             )
     return archives
+
+
+def check_fresh(archive: Path) -> None:
+    """Refuse an archive older than the checkout's fakeface sources this driver runs.
+
+    Executors would import the archive's (older) fakeface while the driver runs the new one:
+    same version number, other code. Checked only when the driver runs from a checkout.
+    """
+    import fakeface
+
+    package = Path(fakeface.__file__).resolve().parent
+    checkout = package.parent
+    if not (checkout / "setup.py").is_file():
+        return
+    built = archive.stat().st_mtime
+    sources = [checkout / "setup.py", *package.rglob("*.py")]
+    newer = [p for p in sources if p.stat().st_mtime > built]
+    if newer:
+        newest = max(newer, key=lambda p: p.stat().st_mtime)
+        raise FakefaceError(
+            f"archive {archive} is older than {newest.relative_to(checkout)} (and"
+            f" {len(newer) - 1} more): executors would run other code than this driver;"
+            " rebuild it with `make package`"
+        )
 
 
 def resolved_conf(cfg: Config) -> dict[str, str]:

@@ -239,3 +239,13 @@ def test_standalone_yaml_is_cluster_yaml_in_client_mode_with_its_archive() -> No
     (archive,) = parse_archives(conf["spark.archives"])
     assert Path(archive.uri) == PROJECT_ROOT / "dist" / f"fakeface-{version('fakeface')}-env.tar.gz"
     assert conf["spark.pyspark.python"] == ENV_PYTHON
+
+
+def test_an_archive_older_than_the_checkouts_sources_is_refused(tmp_path: Path) -> None:
+    """Same version number, other code: the executors would run what the driver no longer is."""
+    path = fake_env_archive(tmp_path / "env.tar.gz")
+    os.utime(path, (0, 0))
+    with pytest.raises(FakefaceError) as info:
+        check_archives({"spark.archives": f"{path}#environment"})
+    assert "is older than" in str(info.value) and "make package" in str(info.value)
+    assert "\n" not in str(info.value)
