@@ -70,7 +70,8 @@ $(PACK_DIR).wheel-record: $(WHEEL)
 	@$(PY) -c 'import sys, zipfile, hashlib; z = zipfile.ZipFile(sys.argv[1]); \
 	  print(hashlib.sha256(z.read([n for n in z.namelist() if n.endswith("/RECORD")][0])).hexdigest())' \
 	  $(WHEEL) > $@.new
-	@if cmp -s $@.new $@ && [ -f $(ENV_ARCHIVE) ]; then rm $@.new; else mv $@.new $@; fi
+	@if cmp -s $@.new $@ && [ -f $(ENV_ARCHIVE) ]; then rm $@.new; touch $(ENV_ARCHIVE); \
+	  else mv $@.new $@; fi
 
 $(ENV_ARCHIVE): $(PACK_DIR).wheel-record
 	rm -rf $(PACK_DIR) && mkdir -p $(PACK_DIR)
