@@ -99,7 +99,9 @@ def main() -> int:
     )
 
     spark = build_spark_session(cfg, "bench-accuracy")
-    lakes = {"original": store / "lake", "reencoded": store / "lake-reencoded"}
+    # One lake per ingest size: runs of variants at other sizes never replace each other's.
+    size = cfg.ingest.image_size
+    lakes = {"original": store / f"lake-{size}", "reencoded": store / f"lake-reencoded-{size}"}
     run_ingest(spark, cfg, str(data_dir), str(lakes["original"]), "2026-01-01")
     run_ingest(spark, cfg, str(reencoded_dir), str(lakes["reencoded"]), "2026-01-01")
     # Read with pyarrow, not collected through Spark: at 600 px the pixels are 1.6 GB, over

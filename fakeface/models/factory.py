@@ -333,6 +333,16 @@ def _part_texture(x, *, weights: str):
 
 
 @register_variant(
+    "texture_kernel_exact",
+    input_size=160,
+    exact_head=True,
+    description="texture_kernel with its head solved exactly (L-BFGS) instead of 15 SGD epochs",
+)
+def _texture_kernel_exact(x, *, weights: str):
+    return _texture_kernel(x, weights=weights)
+
+
+@register_variant(
     "texture_kernel_sbi",
     input_size=160,
     learning_rate_scale=5.0,
