@@ -1,6 +1,6 @@
 """Cluster benchmark: the packed environment's size, its unpack time, and scoring through it.
 
-    python benchmarks/cluster.py [--images 2000] [--px 256] [--cores 2] [--workdir DIR]
+    python benchmarks/cluster.py [--images 1000] [--px 256] [--cores 2] [--workdir DIR]
 
 (`make bench-cluster` builds the archive first with `make package`.)
 
@@ -162,7 +162,7 @@ def unpack_seconds(log: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--px", type=int, default=256)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--workdir", default=str(BENCH_DIR / "cluster"))
