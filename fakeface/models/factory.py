@@ -281,12 +281,17 @@ def _texture_kernel_logit(x):
     features = layers.Concatenate(name="texture_features")(
         [layers.Flatten(name="hog_flat")(hog), layers.Flatten(name="lbp_flat")(lbp)]
     )
-    similarities = RadialBasisKernel(n_prototypes=1024, name="kernel")(features)
+    return _kernel_logit(features)
+
+
+def _kernel_logit(features, prefix: str = ""):
+    """Feature vectors -> RBF kernel on 1,024 training prototypes -> one logistic unit."""
+    similarities = RadialBasisKernel(n_prototypes=1024, name=f"{prefix}kernel")(features)
     return layers.Dense(
         1,
         dtype="float32",
         kernel_regularizer=keras.regularizers.L2(1e-4),
-        name="kernel_logit",
+        name=f"{prefix}kernel_logit",
     )(similarities)
 
 
@@ -305,14 +310,7 @@ def _part_seams(x, *, weights: str):
 
 def _part_logit(x, prefix: str = ""):
     """Part statistics of the native-resolution image -> RBF kernel -> a logit."""
-    features = FacePartStatistics(name="part_statistics")(x)
-    similarities = RadialBasisKernel(n_prototypes=1024, name=f"{prefix}kernel")(features)
-    return layers.Dense(
-        1,
-        dtype="float32",
-        kernel_regularizer=keras.regularizers.L2(1e-4),
-        name=f"{prefix}kernel_logit",
-    )(similarities)
+    return _kernel_logit(FacePartStatistics(name="part_statistics")(x), prefix)
 
 
 @register_variant(
