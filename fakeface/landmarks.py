@@ -88,6 +88,8 @@ class FaceMesher:
         face = max(faces, key=lambda d: d.bbox.width * d.bbox.height)
         roi = face_detection_to_roi(face, image.size)
         marks = self._landmarks(image, roi)
+        if len(marks) != MESH_POINTS:  # a detection the mesh model could not fit
+            return None
         w, h = image.size
         return np.array([[p.x * w, p.y * h] for p in marks], dtype=np.float64)
 

@@ -251,6 +251,7 @@ def fit_variant(
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build, fit (frozen then fine-tuned for transfer bases) and return the best model."""
     import keras
+    import mlflow
 
     from fakeface import feed
     from fakeface.models.factory import (
@@ -288,6 +289,8 @@ def fit_variant(
                 history = fit_kernel_heads(
                     model, train["image"], train["label"], val["image"], val["label"], batch
                 )
+                # One "epoch" in the run's metric history, like the SGD variants' curves.
+                mlflow.log_metrics({k: v[0] for k, v in history.items()}, step=0)
                 log.info(
                     "%s: kernel heads solved exactly: auc=%.4f val_auc=%.4f",
                     variant,

@@ -90,3 +90,11 @@ def test_mesher_finds_no_face_in_a_blank_image(mesher: FaceMesher) -> None:
     blank = Image.new("RGB", (200, 200), (128, 128, 128))
     assert mesher.mesh(blank) is None
     assert np.isnan(mesher.pose_features(blank)).all()
+
+
+def test_a_detection_the_mesh_model_cannot_fit_is_no_face(mesher: FaceMesher, monkeypatch) -> None:
+    from fakeface.synth import render_face
+
+    pixels, _ = render_face(np.random.default_rng(0), 256)
+    monkeypatch.setattr(mesher, "_landmarks", lambda image, roi: [])
+    assert mesher.mesh(Image.fromarray(pixels)) is None

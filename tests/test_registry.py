@@ -140,7 +140,14 @@ def test_train_promote_score_and_report_through_a_server_that_serves_artifacts(
         assert score.returncode == 0, score.stderr[-4000:]
 
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        champion = client.get_model_version_by_alias(name, "champion")
+        try:
+            champion = client.get_model_version_by_alias(name, "champion")
+        except Exception as exc:  # say what the jobs said: the registry lost the model once
+            pytest.fail(
+                f"{exc}\n--- train ---\n{train.stderr[-3000:]}\n--- promote ---\n"
+                f"{promote.stdout[-2000:]}{promote.stderr[-3000:]}\n--- score ---\n"
+                f"{score.stdout[-1000:]}"
+            )
         run = client.get_run(champion.run_id)
         report_html = elsewhere / "report.html"
         report = subprocess.run(
