@@ -29,6 +29,24 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_environment_restored(_isolated_environment: None):
+    """Each test starts from the session's MLflow variables.
+
+    `mlflow.set_tracking_uri` / `set_registry_uri` also write MLFLOW_TRACKING_URI /
+    MLFLOW_REGISTRY_URI into os.environ, so a test that points MLflow at a server would
+    otherwise hand that server (or its own store) to every job a later test starts.
+    """
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    before = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def spark(_isolated_environment: None):
     """One local-mode SparkSession shared by every Spark test."""

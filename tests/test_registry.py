@@ -82,7 +82,7 @@ def test_a_local_artifact_root_is_left_to_a_tracking_server(tmp_path, monkeypatc
 def run_job_elsewhere(job: str, args: list[str], cwd: Path, tracking_uri: str):
     """A job as the nightly runs it, from a folder that is not the checkout."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"},
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     }
