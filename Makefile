@@ -24,7 +24,7 @@ PACK_EXCLUDE := --exclude 'lib/python3.11/site-packages/pyspark/jars/*' \
 PYTHON_PREFIX ?=
 
 .PHONY: install check-java test test-fast lint format demo mlflow-ui bench-ingest bench-train \
-        bench-score bench-accuracy bench-heldout bench-load bench-listing bench-cluster package clean
+        bench-score bench-accuracy bench-study bench-heldout bench-load bench-listing bench-cluster package clean
 
 install: check-java $(STAMP)
 
@@ -105,6 +105,9 @@ bench-score: install
 
 bench-accuracy: install
 	$(PY) benchmarks/accuracy.py
+
+bench-study: install
+	benchmarks/study600.sh
 
 bench-heldout: install
 	$(PY) benchmarks/heldout.py

@@ -77,6 +77,7 @@ class TrainSettings:
     eval_fraction: float = 0.2
     val_fraction: float = 0.15
     patience: int = 6
+    max_minutes: float = 0.0
     augmentations: dict[str, float] = field(default_factory=dict)
     feed_cache_dir: str = "var/petastorm"
     shuffle_buffer: int = 512
@@ -322,6 +323,7 @@ def validate_config(cfg: Config) -> None:
         (cfg.train.epochs >= 1, "train.epochs must be at least 1"),
         (cfg.train.batch_size >= 1, "train.batch_size must be at least 1"),
         (cfg.train.folds >= 1, "train.folds must be at least 1"),
+        (cfg.train.max_minutes >= 0, "train.max_minutes must be 0 (no limit) or positive"),
         (0 < cfg.train.eval_fraction < 1, "train.eval_fraction must be between 0 and 1"),
         (0 < cfg.train.val_fraction < 1, "train.val_fraction must be between 0 and 1"),
         (cfg.train.learning_rate > 0, "train.learning_rate must be positive"),

@@ -203,6 +203,53 @@ class _EpochLogger:
         return Logger()
 
 
+class TimeBudget:
+    """Keras callback: stop fitting once `max_minutes` of wall clock are spent.
+
+    It stops before an epoch that would not fit (judged from the mean epoch so far) and, if a
+    single epoch outlasts the budget, inside it; Keras still validates that last (partial)
+    epoch, so early stopping restores the best epoch as usual. One budget spans the frozen
+    and the fine-tuning phases.
+    """
+
+    def __new__(cls, max_minutes: float, started: float | None = None) -> Any:
+        import keras
+
+        budget_s = max_minutes * 60.0
+        start = time.monotonic() if started is None else started
+
+        class Budget(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.epoch_seconds: list[float] = []
+                self.epoch_started = start
+                self.exhausted = False
+
+            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+                self.epoch_started = time.monotonic()
+
+            def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+                if time.monotonic() - start >= budget_s:
+                    self.exhausted = True
+                    self.model.stop_training = True
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                now = time.monotonic()
+                self.epoch_seconds.append(now - self.epoch_started)
+                if now - start + float(np.mean(self.epoch_seconds)) > budget_s:
+                    self.exhausted = True
+                    self.model.stop_training = True
+                if self.exhausted:
+                    log.info(
+                        "time budget of %.1f min spent after %d epoch(s) (%.1f min)",
+                        max_minutes,
+                        epoch + 1,
+                        (now - start) / 60,
+                    )
+
+        return Budget()
+
+
 def _compile(
     model: keras.Model,
     cfg: Config,
@@ -322,6 +369,7 @@ def fit_variant(
     if spec.pretrained and use_weights != "none" and cfg.train.fine_tune_epochs > 0:
         phases.append((cfg.train.fine_tune_epochs, learning_rate / 10, cfg.train.fine_tune_layers))
     done = 0
+    budget = TimeBudget(cfg.train.max_minutes) if cfg.train.max_minutes > 0 else None
     with feed.training_dataset(
         train_converter,
         batch,
@@ -342,13 +390,19 @@ def fit_variant(
                 initial_epoch=done,
                 validation_data=(val["image"], val_targets),
                 validation_batch_size=batch,
-                callbacks=[stopper, _EpochLogger(variant, done + phase_epochs)],
+                callbacks=[
+                    stopper,
+                    _EpochLogger(variant, done + phase_epochs),
+                    *([budget] if budget is not None else []),
+                ],
                 verbose=0,
             )
             for key, values in fit.history.items():
                 # score_auc -> auc, so curves and tables read the same for every variant
                 history.setdefault(metric_name(key), []).extend(float(v) for v in values)
             done += len(fit.history.get("loss", []))
+            if budget is not None and budget.exhausted:
+                break
     return model, history
 
 

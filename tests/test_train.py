@@ -204,3 +204,62 @@ def test_kernel_variant_is_adapted_to_the_training_split_before_fitting(
     # Grad-CAM explains the texture maps (the evaluation artifacts include the figure).
     artifacts = {a.path for a in MlflowClient().list_artifacts(result.run_id, "evaluation")}
     assert any("gradcam" in path for path in artifacts), artifacts
+
+
+def _timed_fit(monkeypatch, max_minutes: float, batch_s: float, epochs: int):
+    """A tiny Keras fit under a TimeBudget, on a fake clock where every batch takes `batch_s`."""
+    import keras
+    import numpy as np
+
+    import fakeface.train as train_module
+    from fakeface.train import TimeBudget
+
+    clock = [1000.0]
+    monkeypatch.setattr(train_module.time, "monotonic", lambda: clock[0])
+
+    class Slow(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches = 0
+
+        def on_train_batch_end(self, batch, logs=None) -> None:
+            self.batches += 1
+            clock[0] += batch_s
+
+    x = np.zeros((40, 2), "float32")
+    y = np.zeros((40, 1), "float32")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("sgd", "binary_crossentropy")
+    slow, budget = Slow(), TimeBudget(max_minutes)  # Slow first: the batch is over when checked
+    history = model.fit(
+        x, y, batch_size=4, epochs=epochs, callbacks=[slow, budget], validation_data=(x, y),
+        verbose=0,
+    )  # fmt: skip
+    return history.history, slow.batches, budget
+
+
+def test_time_budget_stops_before_an_epoch_that_would_not_fit(monkeypatch) -> None:
+    # 10 batches of 6 s: a minute an epoch; 4.5 minutes hold 4 epochs, the 5th would not fit.
+    history, batches, budget = _timed_fit(monkeypatch, 4.5, 6.0, epochs=50)
+    assert len(history["loss"]) == 4 and batches == 40 and budget.exhausted
+    assert len(history["val_loss"]) == 4
+
+
+def test_time_budget_stops_inside_an_epoch_longer_than_the_budget(monkeypatch) -> None:
+    # One epoch would take 10 minutes; a 2.5 minute budget stops it after the 3rd batch, and
+    # Keras still validates that partial epoch.
+    history, batches, budget = _timed_fit(monkeypatch, 2.5, 60.0, epochs=3)
+    assert len(history["loss"]) == 1 and len(history["val_loss"]) == 1
+    assert batches == 3 and budget.exhausted
+
+
+def test_without_a_budget_every_epoch_runs(monkeypatch) -> None:
+    history, batches, budget = _timed_fit(monkeypatch, 1e6, 6.0, epochs=3)
+    assert len(history["loss"]) == 3 and batches == 30 and not budget.exhausted
+
+
+def test_a_negative_time_budget_is_refused() -> None:
+    from fakeface.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.max_minutes"):
+        load_config(PROJECT_ROOT / "conf" / "local.yaml", ["train.max_minutes=-1"])
