@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (
     BENCH_DIR,
+    lake_pixels,
     machine_line,
     pose_table,
     print_table,
@@ -68,7 +69,6 @@ def main() -> int:
     print(machine_line())
 
     import numpy as np
-    import pyarrow.parquet as pq
 
     from fakeface import registry
     from fakeface.cli import setup_logging
@@ -104,12 +104,6 @@ def main() -> int:
     lakes = {"original": store / f"lake-{size}", "reencoded": store / f"lake-reencoded-{size}"}
     run_ingest(spark, cfg, str(data_dir), str(lakes["original"]), "2026-01-01")
     run_ingest(spark, cfg, str(reencoded_dir), str(lakes["reencoded"]), "2026-01-01")
-    # Read with pyarrow, not collected through Spark: at 600 px the pixels are 1.6 GB, over
-    # spark.driver.maxResultSize.
-    re_rows = pq.read_table(
-        lakes["reencoded"], columns=["path", "image", "height", "width", "status"]
-    ).to_pandas()
-    re_rows = re_rows[re_rows.status == "ok"]
     meta = (
         read_ingested(spark, str(lakes["original"]))
         .where("status = 'ok'")
@@ -129,12 +123,7 @@ def main() -> int:
     spark.stop()
 
     key_of = {i: relative_key(p) for i, p in zip(meta.image_id, meta.path, strict=True)}
-    re_pixels = {
-        relative_key(p): np.frombuffer(img, np.uint8).reshape(h, w, 3)
-        for p, img, h, w in zip(
-            re_rows.path, re_rows.image, re_rows.height, re_rows.width, strict=True
-        )
-    }
+    re_pixels = {key: row[1] for key, row in lake_pixels(lakes["reencoded"]).items()}
     all_ids = set(meta.image_id)
     labels_of = dict(zip(result.predictions.image_id, result.predictions.label, strict=True))
     fold_rows: dict[str, list[list]] = {c: [] for c in COPIES}

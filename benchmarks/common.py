@@ -192,6 +192,27 @@ def relative_key(path: str) -> str:
     return "/".join(path.rstrip("/").split("/")[-2:])
 
 
+def lake_pixels(lake: Path) -> dict[str, tuple]:
+    """relative key -> (image_id, (H, W, 3) uint8 pixels, label, level) of every decoded row.
+
+    Read with pyarrow, not collected through Spark: at 600 px the pixels are 1.6 GB, over
+    spark.driver.maxResultSize.
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    columns = ["image_id", "path", "image", "height", "width", "status", "label", "level"]
+    rows = pq.read_table(lake, columns=columns).to_pandas()
+    rows = rows[rows.status == "ok"]
+    return {
+        relative_key(p): (i, np.frombuffer(img, np.uint8).reshape(h, w, 3), label, level)
+        for i, p, img, h, w, label, level in zip(
+            rows.image_id, rows.path, rows.image, rows.height, rows.width, rows.label,
+            rows.level, strict=True,
+        )
+    }  # fmt: skip
+
+
 def pose_table(data_dir: Path) -> dict[str, list[float]]:
     """relative path -> the four pose numbers, from the original files.
 

@@ -22,27 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.accuracy import COPIES, DEFAULT_DATA, copy_metrics
-from benchmarks.common import BENCH_DIR, machine_line, pose_table, print_table, relative_key
+from benchmarks.common import BENCH_DIR, lake_pixels, machine_line, pose_table, print_table
 
 STUDY_ORDER = ("simple", "vgg16", "efficientnetb4", "custom", "custom_aug")
-
-
-def read_lake_pixels(lake: Path) -> dict[str, object]:
-    """relative key -> (H, W, 3) uint8 pixels and label/level, for every decoded row."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(
-        lake, columns=["image_id", "path", "image", "height", "width", "status", "label", "level"]
-    ).to_pandas()
-    table = table[table.status == "ok"]
-    return {
-        relative_key(p): (i, np.frombuffer(img, np.uint8).reshape(h, w, 3), lab, lev)
-        for i, p, img, h, w, lab, lev in zip(
-            table.image_id, table.path, table.image, table.height, table.width, table.label,
-            table.level, strict=True,
-        )
-    }  # fmt: skip
 
 
 def main() -> int:
@@ -83,7 +65,10 @@ def main() -> int:
         variant = run.data.tags.get("variant")
         if variant and "model_uri" in run.data.tags and variant not in latest:
             latest[variant] = run
-    pixels = {copy: read_lake_pixels(lake) for copy, lake in lakes.items()}
+    if not latest:
+        print(f"error: no finished training run in {args.experiment!r}", file=sys.stderr)
+        return 1
+    pixels = {copy: lake_pixels(lake) for copy, lake in lakes.items()}
     pose = pose_table(data_dir)
     originals = pixels["original"]
     id_to_key = {v[0]: k for k, v in originals.items()}

@@ -212,11 +212,11 @@ class TimeBudget:
     and the fine-tuning phases.
     """
 
-    def __new__(cls, max_minutes: float, started: float | None = None) -> Any:
+    def __new__(cls, max_minutes: float) -> Any:
         import keras
 
         budget_s = max_minutes * 60.0
-        start = time.monotonic() if started is None else started
+        start = time.monotonic()
 
         class Budget(keras.callbacks.Callback):
             def __init__(self) -> None:

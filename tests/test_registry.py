@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -82,7 +81,7 @@ def test_a_local_artifact_root_is_left_to_a_tracking_server(tmp_path, monkeypatc
 def run_job_elsewhere(job: str, args: list[str], cwd: Path, tracking_uri: str):
     """A job as the nightly runs it, from a folder that is not the checkout."""
     env = {
-        **{k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"},
+        **os.environ,
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     }
@@ -98,6 +97,7 @@ def test_train_promote_score_and_report_through_a_server_that_serves_artifacts(
 ) -> None:
     """Train, register, promote and score as a cluster's driver does: artifacts only over HTTP
     (mlflow-artifacts: URIs), from a working directory that is not the checkout."""
+    from mlflow.tracking import MlflowClient
 
     from tests.test_score import read_output
 
@@ -139,37 +139,22 @@ def test_train_promote_score_and_report_through_a_server_that_serves_artifacts(
         )  # fmt: skip
         assert score.returncode == 0, score.stderr[-4000:]
 
-        # Read back in a fresh process, as another cluster client would: this test process's
-        # own MLflow client state (set up by earlier tests) once failed the alias lookup.
-        query = (
-            "import json, sys; from mlflow.tracking import MlflowClient; "
-            "c = MlflowClient(tracking_uri=sys.argv[1], registry_uri=sys.argv[1]); "
-            "v = c.get_model_version_by_alias(sys.argv[2], 'champion'); "
-            "r = c.get_run(v.run_id); "
-            "e = [c.get_experiment_by_name(n).artifact_location for n in sys.argv[2:4]]; "
-            "print(json.dumps({'run_id': v.run_id, 'version': v.version, "
-            "'artifact_uri': r.info.artifact_uri, 'experiments': e}))"
-        )
-        looked = subprocess.run(
-            [sys.executable, "-c", query, uri, name, f"{name}-nightly"],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert looked.returncode == 0, (
-            f"{looked.stderr[-2000:]}\n--- promote ---\n{promote.stdout[-2000:]}"
-        )
-        found = json.loads(looked.stdout.strip().splitlines()[-1])
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        champion = client.get_model_version_by_alias(name, "champion")
+        run = client.get_run(champion.run_id)
         report_html = elsewhere / "report.html"
         report = subprocess.run(
-            [sys.executable, "-m", "fakeface.console", "report", "--run-id", found["run_id"],
+            [sys.executable, "-m", "fakeface.console", "report", "--run-id", champion.run_id,
              "--out", str(report_html)],
             cwd=elsewhere, capture_output=True, text=True, timeout=300,
             env={**os.environ, "MLFLOW_TRACKING_URI": uri},
         )  # fmt: skip
         assert report.returncode == 0, report.stderr[-3000:]
+        experiments = [client.get_experiment_by_name(n) for n in (name, f"{name}-nightly")]
 
     # Every artifact went through the server: mlflow-artifacts: URIs, files in its destination.
-    assert found["artifact_uri"].startswith("mlflow-artifacts:"), found["artifact_uri"]
-    assert all(e.startswith("mlflow-artifacts:") for e in found["experiments"])
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
+    assert all(e.artifact_location.startswith("mlflow-artifacts:") for e in experiments)
     served = tmp_path / "server" / "artifacts"
     assert any(served.rglob("MLmodel")) and any(served.rglob("eval_image_ids.txt"))
     # ... and nowhere a driver could have read them directly.
@@ -179,6 +164,6 @@ def test_train_promote_score_and_report_through_a_server_that_serves_artifacts(
     df = read_output(out)
     assert len(df) == 32 and df.path.is_unique
     assert (df.status == "ok").all() and df.p_fake.between(0, 1).all()
-    assert (df.model_name == name).all() and (df.model_version == found["version"]).all()
+    assert (df.model_name == name).all() and (df.model_version == champion.version).all()
     assert "rows=32" in score.stdout
     assert "<img" in report_html.read_text()
