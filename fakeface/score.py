@@ -201,6 +201,40 @@ def score_columns(
     )
 
 
+def settle_scores(
+    status: pd.Series, error: pd.Series, scores: np.ndarray, threshold: float
+) -> pd.DataFrame:
+    """`score_columns` on a pandas batch: (p_fake, is_fake, status, error), one row each.
+
+    The registered model's pyfunc answers with this; the nightly job settles the same way
+    in Spark (`score_columns`), and a parity test holds the two together.
+    """
+    ok_in = (pd.Series(list(status), dtype=object) == STATUS_OK).to_numpy()
+    scores = np.asarray(scores, dtype=np.float32)
+    has_score = ok_in & np.isfinite(scores)
+    p_fake = [float(s) if keep else None for s, keep in zip(scores, has_score, strict=True)]
+    # float32 score vs double threshold, compared as doubles: what Spark does.
+    is_fake = [bool(p >= threshold) if p is not None else None for p in p_fake]
+    errors = [
+        None
+        if keep
+        else (
+            f"{ERROR_NO_SCORE}: the model gave no score"
+            if ok
+            else (e if isinstance(e, str) else None)
+        )
+        for keep, ok, e in zip(has_score, ok_in, list(error), strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "p_fake": pd.Series(p_fake, dtype=object),
+            "is_fake": pd.Series(is_fake, dtype=object),
+            "status": [STATUS_OK if keep else STATUS_ERROR for keep in has_score],
+            "error": pd.Series(errors, dtype=object),
+        }
+    )
+
+
 FUSED_SCHEMA = "image_id string, path string, status string, error string, p_raw float"
 
 
@@ -220,7 +254,8 @@ def decode_and_score(
     without a `content` column are local files listed by `ingest.list_local_files`: the
     worker reads their bytes itself, so they never cross to the JVM either.
     """
-    from fakeface.ingest import decode_frame, max_file_bytes, read_frame
+    from fakeface.frames import decode_frame
+    from fakeface.ingest import max_file_bytes, read_frame
 
     max_pixels = cfg.ingest.max_pixels
     read_here = "content" not in df.columns

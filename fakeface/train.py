@@ -69,6 +69,9 @@ class TrainingSession:
     weights: str
     epochs: int
     context: dict[str, Any]
+    # The training batch size each variant runs at: train.batch_size, or less where the
+    # memory estimate says that would not fit (see check_variants_fit).
+    batch_sizes: dict[str, int] = field(default_factory=dict)
 
 
 def resolve_variants(requested: str | None, cfg: Config) -> list[str]:
@@ -295,8 +298,13 @@ def fit_variant(
     strategy: Any,
     weights: str,
     epochs: int,
+    batch_size: int | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Build, fit (frozen then fine-tuned for transfer bases) and return the best model."""
+    """Build, fit (frozen then fine-tuned for transfer bases) and return the best model.
+
+    `batch_size` is the training batch (default train.batch_size): check_variants_fit's
+    choice, smaller where train.batch_size would not fit in memory.
+    """
     import keras
     import mlflow
 
@@ -323,7 +331,7 @@ def fit_variant(
             set_base_trainable(model, False)
         # The region head trains beside the score unit; `model` (one output) is what is kept.
         fitted = with_region_head(model) if region_weight > 0 else model
-    batch = cfg.train.batch_size
+    batch = batch_size if batch_size is not None else cfg.train.batch_size
     if kernel_layers(model) or part_layers(model):
         # Kernel machines keep training examples as prototypes, part statistics the training
         # mean for faces the mesh misses: both are set from the training split before fitting.
@@ -482,7 +490,15 @@ def train_one(
         with mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None) as run:
             mlflow.set_tags({"variant": variant, "job": "train"})
             log_run_context(cfg, session.context)
-            mlflow.log_params({"variant": variant, "weights": weights, "epochs_max": epochs})
+            batch_size = session.batch_sizes.get(variant, cfg.train.batch_size)
+            mlflow.log_params(
+                {
+                    "variant": variant,
+                    "weights": weights,
+                    "epochs_max": epochs,
+                    "train.batch_size_used": batch_size,
+                }
+            )
             mlflow.log_text("\n".join(sorted(split.eval)), EVAL_IDS_ARTIFACT)
             mlflow.set_tag("eval_image_ids_sha256", split.eval_ids_digest())
             mlflow.log_params(
@@ -495,7 +511,14 @@ def train_one(
             val = feed.collect_numpy(converters[splits.VAL])
             evaluation = feed.collect_numpy(converters[splits.EVAL])
             model, history = fit_variant(
-                variant, cfg, converters[splits.TRAIN], val, session.strategy, weights, epochs
+                variant,
+                cfg,
+                converters[splits.TRAIN],
+                val,
+                session.strategy,
+                weights,
+                epochs,
+                batch_size,
             )
             batch = cfg.train.batch_size
             threshold = calibrated_threshold(val["label"], predict(model, val["image"], batch))
@@ -619,25 +642,40 @@ def cv_summary(variant: str, folds: list[VariantResult]) -> dict[str, float]:
     return out
 
 
-def check_variants_fit(variants: list[str], cfg: Config) -> None:
-    """Refuse in one line, before any data is read, a variant whose training would not fit.
+def check_variants_fit(variants: list[str], cfg: Config) -> dict[str, int]:
+    """The training batch size of each variant, chosen before any data is read.
 
-    CPU only: on a GPU the activations live in device memory, where TensorFlow reports its
-    own out-of-memory error instead of the kernel killing the process.
+    The largest batch size up to train.batch_size that the memory estimate says fits; a
+    variant that would not fit even at batch 1 is refused in one line. CPU only: on a GPU
+    the activations live in device memory, where TensorFlow reports its own out-of-memory
+    error instead of the kernel killing the process, so every variant gets train.batch_size.
     """
     import keras
     import tensorflow as tf
 
     from fakeface.models.factory import build_model
-    from fakeface.models.memory import available_bytes, check_training_memory
+    from fakeface.models.memory import GIB, available_bytes, check_training_memory, training_bytes
 
+    requested = cfg.train.batch_size
     if tf.config.list_physical_devices("GPU"):
-        return
+        return dict.fromkeys(variants, requested)
     available = available_bytes()
+    batches: dict[str, int] = {}
     for variant in variants:
         model = build_model(variant, weights="none", augment=None, seed=cfg.train.seed)
-        check_training_memory(variant, model, cfg.train.batch_size, available)
+        batches[variant] = check_training_memory(variant, model, requested, available)
+        if batches[variant] != requested and available is not None:
+            log.info(
+                "%s: train.batch_size=%d needs about %.1f GiB, %.1f GiB available:"
+                " training at batch %d",
+                variant,
+                requested,
+                training_bytes(model, requested) / GIB,
+                available / GIB,
+                batches[variant],
+            )
     keras.backend.clear_session()
+    return batches
 
 
 def run_train(
@@ -659,7 +697,7 @@ def run_train(
     registry.ensure_experiment(cfg, cfg.mlflow.experiment)
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = configure_tensorflow(spark)
-    check_variants_fit(variants, cfg)
+    batch_sizes = check_variants_fit(variants, cfg)
     keras.utils.set_random_seed(cfg.train.seed)  # the check built models: start afresh
     cache = cfg.train.feed_cache_dir
     feed.set_cache_dir(spark, cache if "://" in cache else cfg.resolve_path(cache).as_uri())
@@ -693,7 +731,9 @@ def run_train(
         "run.weights": weights,
         "run.data": data_path,
     }
-    session = TrainingSession(spark, cfg, client, df, meta, strategy, weights, epochs, context)
+    session = TrainingSession(
+        spark, cfg, client, df, meta, strategy, weights, epochs, context, batch_sizes
+    )
     results: list[VariantResult] = []
     if len(variants) == 1 and folds == 1:
         results.append(train_one(session, fold_list[0], variants[0], True, f"train-{variants[0]}"))

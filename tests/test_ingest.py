@@ -13,7 +13,8 @@ import pyarrow.dataset as pads
 import pytest
 from PIL import Image
 
-from fakeface.ingest import DECODED_COLUMNS, extension_glob, run_ingest
+from fakeface.frames import DECODED_COLUMNS
+from fakeface.ingest import extension_glob, run_ingest
 from tests.conftest import PROJECT_ROOT, encode, gradient_image
 
 

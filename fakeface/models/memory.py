@@ -6,6 +6,9 @@ backward pass: at the default batch of 32 the kernel killed the job at 22.7 GiB 
 (about 10 GiB RSS): per-image layer outputs x batch x 1.2 (gradients of the activations
 in flight), 16 bytes per parameter (weights, gradients, two Adam moments), plus 2 GiB for
 TensorFlow, Spark's Python side and the validation arrays.
+
+Training runs at the largest batch size up to the configured one that the estimate says
+fits; only a variant that would not fit even at batch 1 is refused.
 """
 
 from __future__ import annotations
@@ -61,22 +64,33 @@ def available_bytes() -> int | None:
         return None
 
 
-def check_training_memory(variant: str, model: Any, batch_size: int, available: int | None) -> None:
-    """Refuse in one line when training would not fit; name the batch size that would."""
-    if available is None:
-        return
-    need = training_bytes(model, batch_size)
-    if need <= available:
-        return
+def fitting_batch_size(model: Any, requested: int, available: int | None) -> int:
+    """The largest batch size <= `requested` whose training fits `available` bytes.
+
+    `requested` when memory is unknown (None) or it fits; 0 when not even batch 1 fits.
+    """
+    if available is None or training_bytes(model, requested) <= available:
+        return requested
     per_image = activation_bytes_per_image(model) * ACTIVATION_FACTOR
     fixed = model.count_params() * BYTES_PER_PARAM + BASELINE_BYTES
-    fits = int((available - fixed) // per_image) if per_image and available > fixed else 0
-    advice = (
-        f"--set train.batch_size={fits} fits"
-        if fits >= 1
-        else "no batch size fits; train it on a larger machine or a GPU"
-    )
+    if available < fixed:
+        return 0
+    batch = min(requested, int((available - fixed) // per_image))
+    # The closed form can be one off at the edge (float rounding): settle it exactly.
+    while batch >= 1 and training_bytes(model, batch) > available:
+        batch -= 1
+    while batch < requested and training_bytes(model, batch + 1) <= available:
+        batch += 1
+    return max(batch, 0)
+
+
+def check_training_memory(variant: str, model: Any, batch_size: int, available: int | None) -> int:
+    """The batch size to train `variant` at; refuse in one line when not even batch 1 fits."""
+    batch = fitting_batch_size(model, batch_size, available)
+    if batch >= 1 or available is None:
+        return batch
     raise ConfigError(
-        f"training {variant} at train.batch_size={batch_size} needs about {need / GIB:.1f} GiB,"
-        f" and {available / GIB:.1f} GiB are available: {advice}"
+        f"training {variant} needs about {training_bytes(model, 1) / GIB:.1f} GiB even at"
+        f" train.batch_size=1, and {available / GIB:.1f} GiB are available: train it on a"
+        " larger machine or a GPU"
     )

