@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def check_signature(
         raise ModelError(
             f"{label} is not a Keras model (flavors: {', '.join(sorted(meta.flavors))})"
         )
-    signature = meta.signature
+    signature = pixel_signature(meta)
     if signature is None or signature.inputs is None:
         raise ModelError(
             f"{label} has no input signature, so its input cannot be checked against the"
@@ -150,6 +150,26 @@ def check_signature(
                 f"{label} outputs {_shape_text(out_shape)}; scoring needs one probability per"
                 " image (N, 1)"
             )
+
+
+def pixel_signature(meta: Any) -> Any:
+    """The pixel model's signature: in the metadata of a `fakeface.serving` folder (whose
+    own signature is the pyfunc's bytes-in one), else the MLmodel's signature."""
+    from mlflow.models import ModelSignature
+
+    from fakeface.serving import METADATA_KEY, PIXEL_SIGNATURE_KEY
+
+    stored = ((meta.metadata or {}).get(METADATA_KEY) or {}).get(PIXEL_SIGNATURE_KEY)
+    if stored:
+        return ModelSignature.from_dict(stored)
+    return meta.signature
+
+
+def is_serving_model(meta: Any) -> bool:
+    """True for a folder logged by `fakeface.serving` (bytes-in pyfunc + pixel model)."""
+    from fakeface.serving import LOADER_MODULE
+
+    return meta.flavors.get("python_function", {}).get("loader_module") == LOADER_MODULE
 
 
 def check_model_files(model_dir: str | Path, label: str) -> None:
@@ -189,6 +209,29 @@ def check_model_files(model_dir: str | Path, label: str) -> None:
                 f"{label} has a corrupt Keras archive {archive.name} ({exc}); re-register the"
                 " model from its training run"
             ) from None
+    if is_serving_model(meta):
+        check_serving_files(Path(model_dir), meta, label)
+
+
+def check_serving_files(model_dir: Path, meta: Any, label: str) -> None:
+    """Refuse a `fakeface.serving` folder without its settings or its code."""
+    from fakeface.serving import ServingSettings
+
+    conf = meta.flavors["python_function"]
+    settings_path = model_dir / str(conf.get("data", "data")) / "fakeface.json"
+    try:
+        ServingSettings.from_json(settings_path.read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(
+            f"{label} has no readable {settings_path.parent.name}/{settings_path.name}"
+            f" ({type(exc).__name__}: {exc}); re-register the model from its training run"
+        ) from None
+    code = model_dir / str(conf.get("code") or "code") / "fakeface" / "serving.py"
+    if not code.is_file():
+        raise ModelError(
+            f"{label} has no code/fakeface/ package: its pyfunc cannot load; re-register the"
+            " model from its training run"
+        )
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:

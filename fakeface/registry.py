@@ -255,44 +255,6 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ResolvedModel:
     )
 
 
-def model_requirements() -> list[str]:
-    """What a model server needs: this project's pinned ML stack (inference is slow and noisy)."""
-    from importlib.metadata import version
-
-    names = ("tensorflow", "keras", "numpy", "pillow", "mlflow")
-    return [f"{name}=={version(name)}" for name in names]
-
-
-def log_keras_model(model: Any, name: str, signature: Any, input_example: Any) -> Any:
-    """`mlflow.keras.log_model` with an input example; returns the ModelInfo.
-
-    MLflow 3.x's Keras flavour writes the example before it creates the model folder
-    (FileNotFoundError: .../input_example.json); creating the folder first avoids that.
-    """
-    import mlflow
-    from mlflow.keras import save as keras_save
-
-    original = keras_save._save_example
-
-    def save_example(mlflow_model: Any, example: Any, path: str, *args: Any, **kw: Any) -> Any:
-        os.makedirs(path, exist_ok=True)
-        return original(mlflow_model, example, path, *args, **kw)
-
-    keras_save._save_example = save_example
-    try:
-        return with_retry(
-            lambda: mlflow.keras.log_model(
-                model,
-                name=name,
-                signature=signature,
-                input_example=input_example,
-                pip_requirements=model_requirements(),
-            )
-        )
-    finally:
-        keras_save._save_example = original
-
-
 def register_model(
     client: MlflowClient,
     model_uri: str,

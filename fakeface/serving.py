@@ -319,6 +319,7 @@ def log_serving_model(
 
     example = example_input(example_image) if example_image is not None else None
     return Model.log(
+        artifact_path=None,  # deprecated positional of MLflow 3; `name` names the model
         name=name,
         flavor=flavor,
         keras_model=keras_model,

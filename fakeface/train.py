@@ -430,27 +430,36 @@ def log_and_register_model(
     metrics: dict[str, float],
     image_size: int,
     run_id: str,
+    example_image: np.ndarray | None = None,
 ) -> str | None:
-    """Log the Keras model with a signature, register it with the tags scoring relies on."""
+    """Log the self-contained model (`fakeface.serving`), register it with its tags.
+
+    The threshold is written into the model folder and into the version's tag, the same
+    value; `example_image` (a lake image) becomes the model's input example.
+    """
     import mlflow
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Schema, TensorSpec
 
     from fakeface import registry
     from fakeface.models.factory import input_size
+    from fakeface.serving import ServingSettings, log_serving_model
 
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype("uint8"), (-1, image_size, image_size, 3), "image")]),
-        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 1), "p_fake")]),
+    settings = ServingSettings(
+        threshold=float(threshold),
+        image_size=int(image_size),
+        max_pixels=int(cfg.ingest.max_pixels),
+        batch_size=int(cfg.score.inference_batch_size),
+        variant=variant,
     )
-    example = np.zeros((1, image_size, image_size, 3), np.uint8)
-    info = registry.log_keras_model(model, MODEL_ARTIFACT, signature, example)
+    info = registry.with_retry(
+        lambda: log_serving_model(model, MODEL_ARTIFACT, settings, example_image)
+    )
     mlflow.set_tag("model_uri", info.model_uri)
     if not cfg.train.register:
         return None
     tags: dict[str, Any] = {
         registry.TAG_VARIANT: variant,
-        registry.TAG_THRESHOLD: threshold,
+        # repr, not the 6 digits other float tags get: the tag equals the folder's threshold.
+        registry.TAG_THRESHOLD: repr(settings.threshold),
         registry.TAG_INPUT_SIZE: image_size,
         "model_input_size": input_size(variant),
         "run_id": run_id,
@@ -459,6 +468,15 @@ def log_and_register_model(
     return registry.register_model(
         client, info.model_uri, cfg.mlflow.registered_model, tags, run_id
     )
+
+
+def _example_image(*arrays: dict[str, np.ndarray]) -> np.ndarray | None:
+    """One lake image (the first evaluation or validation image) for the input example."""
+    for array in arrays:
+        images = array.get("image")
+        if images is not None and len(images):
+            return np.asarray(images[0], np.uint8)
+    return None
 
 
 def train_one(
@@ -532,7 +550,15 @@ def train_one(
             version = None
             if register:
                 version = log_and_register_model(
-                    cfg, client, model, variant, threshold, metrics, image_size, run.info.run_id
+                    cfg,
+                    client,
+                    model,
+                    variant,
+                    threshold,
+                    metrics,
+                    image_size,
+                    run.info.run_id,
+                    example_image=_example_image(evaluation, val),
                 )
             result = VariantResult(
                 variant=variant,
