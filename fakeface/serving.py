@@ -19,6 +19,8 @@ driver-side check) travels in the MLmodel's metadata.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
 import os
@@ -116,8 +118,14 @@ def _as_bytes(value: Any) -> bytes | None:
         return None
     if isinstance(value, bytes | bytearray | memoryview | np.bytes_):
         return bytes(value)
-    if isinstance(value, str):  # a caller that sent text: score its UTF-8 bytes (an error row)
-        return value.encode("utf-8")
+    if isinstance(value, str):
+        # MLflow turns base64 into bytes for `dataframe_split`/`dataframe_records` only; an
+        # `inputs` request hands the text over as it came. Base64 text is the file; any
+        # other text is scored as its UTF-8 bytes (an error row that says what it got).
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return value.encode("utf-8")
     return bytes(value)
 
 
