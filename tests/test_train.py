@@ -263,3 +263,43 @@ def test_a_negative_time_budget_is_refused() -> None:
 
     with pytest.raises(ConfigError, match=r"train\.max_minutes"):
         load_config(PROJECT_ROOT / "conf" / "local.yaml", ["train.max_minutes=-1"])
+
+
+def test_training_runs_at_the_batch_that_fits_and_logs_it(
+    spark, ingested: Path, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """Memory for batch 3 only: the job trains at 3, says so, and logs the batch it used."""
+    from mlflow.tracking import MlflowClient
+
+    import fakeface.models.memory as memory
+    from fakeface.models.factory import build_model
+    from fakeface.train import run_train
+
+    cfg = train_cfg(tmp_path, "mlflow.registered_model=shrunk")
+    variant = cfg.train.variant
+    model = build_model(variant, weights="none", augment=None, seed=cfg.train.seed)
+    monkeypatch.setattr(memory, "available_bytes", lambda: memory.training_bytes(model, 3))
+    monkeypatch.setattr("tensorflow.config.list_physical_devices", lambda kind=None: [])
+    with caplog.at_level("INFO", logger="fakeface.train"):
+        (result,) = run_train(
+            spark, cfg, str(ingested), [variant], folds=1, weights="none", epochs=1
+        )
+    params = MlflowClient().get_run(result.run_id).data.params
+    assert params["train.batch_size_used"] == "3" and params["train.batch_size"] == "8"
+    assert f"{variant}: train.batch_size=8 needs about" in caplog.text
+    assert "training at batch 3" in caplog.text
+    assert result.version is not None
+
+
+def test_a_variant_that_fits_at_no_batch_is_refused_before_the_data_is_read(
+    spark, tmp_path: Path, monkeypatch
+) -> None:
+    import fakeface.models.memory as memory
+    from fakeface.errors import ConfigError
+    from fakeface.train import run_train
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**20)
+    monkeypatch.setattr("tensorflow.config.list_physical_devices", lambda kind=None: [])
+    cfg = train_cfg(tmp_path, "mlflow.registered_model=never")
+    with pytest.raises(ConfigError, match=r"custom needs about .* even at train\.batch_size=1"):
+        run_train(spark, cfg, str(tmp_path / "no-data"), ["custom"], 1, "none", 1)
