@@ -24,7 +24,8 @@ PACK_EXCLUDE := --exclude 'lib/python3.11/site-packages/pyspark/jars/*' \
 PYTHON_PREFIX ?=
 
 .PHONY: install check-java test test-fast lint format demo mlflow-ui bench-ingest bench-train \
-        bench-score bench-accuracy bench-study bench-heldout bench-load bench-listing bench-cluster package clean
+        bench-score bench-accuracy bench-study bench-heldout bench-load bench-listing bench-serve \
+        bench-cluster package clean
 
 install: check-java $(STAMP)
 
@@ -117,6 +118,12 @@ bench-load: install
 
 bench-listing: install
 	$(PY) benchmarks/listing.py
+
+# The registered model behind `mlflow models serve` from a fresh venv of its own
+# requirements.txt: parity with the nightly job, latency, throughput per core, a load run.
+BENCH_SERVE_ARGS ?=
+bench-serve: install
+	$(PY) benchmarks/serve.py $(BENCH_SERVE_ARGS)
 
 bench-cluster: package
 	$(PY) benchmarks/cluster.py

@@ -15,8 +15,10 @@ import math
 import multiprocessing as mp
 import os
 import re
+import struct
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -98,6 +100,22 @@ class _Pose:
         bx1 = int(max(min(math.ceil(xs.max()), size), bx0 + 2))
         by1 = int(max(min(math.ceil(ys.max()), size), by0 + 2))
         return (bx0, by0, bx1, by1)
+
+
+def decompression_bomb_png(width: int, height: int) -> bytes:
+    """A valid, tiny PNG whose header declares `width` x `height` RGB pixels (a bad upload)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 4096))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _rgb(color: np.ndarray | tuple[float, ...], scale: float = 1.0) -> tuple[int, int, int]:

@@ -16,11 +16,9 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -73,20 +71,10 @@ def tiny_settings(threshold: float = 0.5, size: int = 32):
     )
 
 
-def bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
-    """A valid PNG header declaring `width` x `height` pixels, with one tiny data chunk."""
+def bomb_png() -> bytes:
+    from fakeface.synth import decompression_bomb_png
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
+    return decompression_bomb_png(20_000, 20_000)
 
 
 def test_score_contents_keeps_every_row_in_order_with_a_status() -> None:
