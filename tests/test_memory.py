@@ -11,6 +11,7 @@ from fakeface.errors import ConfigError
 from fakeface.models.memory import (
     BASELINE_BYTES,
     GIB,
+    HEADROOM,
     activation_bytes_per_image,
     check_training_memory,
     fitting_batch_size,
@@ -36,15 +37,16 @@ def test_activation_bytes_count_every_fixed_output_once() -> None:
 def test_the_batch_shrinks_to_the_largest_that_fits() -> None:
     model = tiny_model()
     per_image = activation_bytes_per_image(model) * 1.2
-    available = BASELINE_BYTES + model.count_params() * 16 + int(per_image * 10.5)
+    usable = BASELINE_BYTES + model.count_params() * 16 + int(per_image * 10.5)
+    available = int(usable / HEADROOM) + 1  # the check plans for HEADROOM of what is free
     assert check_training_memory("tiny", model, 10, available) == 10  # fits as asked
     assert check_training_memory("tiny", model, 11, available) == 10
     assert check_training_memory("tiny", model, 10**6, available) == 10
     assert check_training_memory("tiny", model, 10**9, None) == 10**9  # memory unknown
-    assert fitting_batch_size(model, 3, available) == 3
+    assert fitting_batch_size(model, 3, usable) == 3
+    assert fitting_batch_size(model, 11, usable) == 10
     for batch in (1, 7, 10):
-        fits = training_bytes(model, batch) <= available
-        assert fits and training_bytes(model, 11) > available
+        assert training_bytes(model, batch) <= usable < training_bytes(model, 11)
 
 
 def test_only_a_model_that_does_not_fit_at_batch_1_is_refused() -> None:

@@ -278,7 +278,8 @@ def test_training_runs_at_the_batch_that_fits_and_logs_it(
     cfg = train_cfg(tmp_path, "mlflow.registered_model=shrunk")
     variant = cfg.train.variant
     model = build_model(variant, weights="none", augment=None, seed=cfg.train.seed)
-    monkeypatch.setattr(memory, "available_bytes", lambda: memory.training_bytes(model, 3))
+    free = int(memory.training_bytes(model, 3) / memory.HEADROOM) + 1
+    monkeypatch.setattr(memory, "available_bytes", lambda: free)
     monkeypatch.setattr("tensorflow.config.list_physical_devices", lambda kind=None: [])
     with caplog.at_level("INFO", logger="fakeface.train"):
         (result,) = run_train(
