@@ -5,9 +5,9 @@ backward pass: at the default batch of 32 the kernel killed the job at 22.7 GiB 
 24 GiB machine, with no word. The estimate below is calibrated on that and on batch 8
 (about 10 GiB RSS): per-image layer outputs x batch x 1.2 (gradients of the activations
 in flight), 16 bytes per parameter (weights, gradients, two Adam moments), plus 2 GiB for
-TensorFlow, Spark's Python side and the validation arrays. A third point, batch 20 with the
-defaults, peaked at 19.2 GiB RSS against an estimate of 18.4: the estimate runs about 4%
-low there, so only HEADROOM of the available memory is planned for.
+TensorFlow, Spark's Python side and the validation arrays. Two later runs with the defaults
+peaked at 19.2 GiB RSS at batch 20 (estimate 18.4) and 19.3 GiB at batch 22 (estimate 20.0):
+within 5% either way, so only HEADROOM of the available memory is planned for.
 
 Training runs at the largest batch size up to the configured one that the estimate says
 fits in HEADROOM x the available memory; only a variant that would not fit even at batch 1
@@ -26,7 +26,7 @@ GIB = 2**30
 ACTIVATION_FACTOR = 1.2
 BYTES_PER_PARAM = 16
 BASELINE_BYTES = 2 * GIB
-HEADROOM = 0.9  # the estimate's error at batch 20 (4%), plus what other processes take meanwhile
+HEADROOM = 0.9  # the estimate's error (5% either way), plus what other processes take meanwhile
 
 
 def activation_bytes_per_image(model: Any) -> int:
