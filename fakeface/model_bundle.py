@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import tarfile
 import tempfile
 import zipfile
@@ -24,6 +25,9 @@ from fakeface.errors import ModelError
 
 if TYPE_CHECKING:
     from fakeface.registry import ResolvedModel
+    from fakeface.serving import ServingSettings
+
+log = logging.getLogger(__name__)
 
 
 def pack_model_dir(model_dir: str | Path) -> bytes:
@@ -95,7 +99,9 @@ def package_model(resolved: ResolvedModel, image_shapes: Iterable[tuple[int, int
         model_dir = download_model(resolved, tmp)
         label = f"model {resolved.name} v{resolved.version}"
         check_signature(model_dir, image_shapes, label)
-        check_model_files(model_dir, label)
+        settings = check_model_files(model_dir, label)
+        if settings is not None:
+            warn_serving_drift(settings, resolved, label)
         data = pack_model_dir(model_dir)
     return PackedModel(resolved, data, hashlib.sha256(data).hexdigest())
 
@@ -172,8 +178,10 @@ def is_serving_model(meta: Any) -> bool:
     return meta.flavors.get("python_function", {}).get("loader_module") == LOADER_MODULE
 
 
-def check_model_files(model_dir: str | Path, label: str) -> None:
+def check_model_files(model_dir: str | Path, label: str) -> ServingSettings | None:
     """Refuse a model folder whose Keras archive is missing, truncated or altered.
+
+    Returns the settings of a `fakeface.serving` folder (checked too), else None.
 
     Checked on the driver, before anything is broadcast: a bad archive found by the
     executors instead fails every task four times and buries the cause in a stack trace.
@@ -187,7 +195,7 @@ def check_model_files(model_dir: str | Path, label: str) -> None:
     if not archives:
         exported = data_dir / "model"
         if exported.is_dir() and any(exported.iterdir()):
-            return  # a TF SavedModel export (save_exported_model=True): no archive to check
+            return None  # a TF SavedModel export (save_exported_model=True): no archive
         raise ModelError(
             f"{label} has no Keras archive under {data_dir.name}/: the artifact is incomplete;"
             " re-register the model from its training run"
@@ -210,27 +218,53 @@ def check_model_files(model_dir: str | Path, label: str) -> None:
                 " model from its training run"
             ) from None
     if is_serving_model(meta):
-        check_serving_files(Path(model_dir), meta, label)
+        return check_serving_files(Path(model_dir), meta, label)
+    return None
 
 
-def check_serving_files(model_dir: Path, meta: Any, label: str) -> None:
-    """Refuse a `fakeface.serving` folder without its settings or its code."""
-    from fakeface.serving import ServingSettings
+def check_serving_files(model_dir: Path, meta: Any, label: str) -> ServingSettings:
+    """Refuse a `fakeface.serving` folder without its settings or its code; its settings."""
+    from fakeface.serving import CODE_DIR, DATA_DIR, SETTINGS_FILE, read_settings
 
     conf = meta.flavors["python_function"]
-    settings_path = model_dir / str(conf.get("data", "data")) / "fakeface.json"
+    data_dir = str(conf.get("data") or DATA_DIR)
     try:
-        ServingSettings.from_json(settings_path.read_text())
+        settings = read_settings(model_dir / data_dir)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(
-            f"{label} has no readable {settings_path.parent.name}/{settings_path.name}"
-            f" ({type(exc).__name__}: {exc}); re-register the model from its training run"
+            f"{label} has no readable {data_dir}/{SETTINGS_FILE} ({type(exc).__name__}:"
+            f" {exc}); re-register the model from its training run"
         ) from None
-    code = model_dir / str(conf.get("code") or "code") / "fakeface" / "serving.py"
-    if not code.is_file():
+    code_dir = str(conf.get("code") or CODE_DIR)
+    if not (model_dir / code_dir / "fakeface" / "serving.py").is_file():
         raise ModelError(
-            f"{label} has no code/fakeface/ package: its pyfunc cannot load; re-register the"
-            " model from its training run"
+            f"{label} has no {code_dir}/fakeface/ package: its pyfunc cannot load; re-register"
+            " the model from its training run"
+        )
+    return settings
+
+
+def warn_serving_drift(settings: ServingSettings, resolved: ResolvedModel, label: str) -> None:
+    """Say when the folder's threshold or size differ from the registry's tags.
+
+    The nightly job follows the tags; `mlflow models serve` and `pyfunc.load_model` follow
+    the folder. Training writes both alike, so a difference means someone retagged.
+    """
+    if settings.threshold != resolved.threshold:
+        log.warning(
+            "%s: threshold tag %r differs from the model folder's %r: the nightly job flags at"
+            " the tag, the served model at the folder's value; re-register to align them",
+            label,
+            resolved.threshold,
+            settings.threshold,
+        )
+    if resolved.input_size and settings.image_size != resolved.input_size:
+        log.warning(
+            "%s: input_size tag %d differs from the model folder's %d (the served model's"
+            " decode size)",
+            label,
+            resolved.input_size,
+            settings.image_size,
         )
 
 

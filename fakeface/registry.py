@@ -291,7 +291,7 @@ def _stringify(tags: dict[str, Any]) -> dict[str, str]:
     out = {}
     for key, value in tags.items():
         if isinstance(value, float):
-            out[key] = f"{value:.6g}"
+            out[key] = repr(value)  # every digit: the threshold tag equals the model folder's
         else:
             out[key] = str(value)
     return out

@@ -91,6 +91,20 @@ def score_frame(
     return scores
 
 
+def score_decoded(load_model: Any, decoded: pd.DataFrame, batch_size: int) -> np.ndarray:
+    """Scores for `frames.decode_frame` rows: NaN where a row did not decode.
+
+    `load_model()` is called only when some row decoded: a batch of broken files loads no
+    model. The nightly job (`decode_and_score`) and the served model both score here.
+    """
+    scores = np.full(len(decoded), np.nan, dtype=np.float32)
+    if (decoded["status"] == STATUS_OK).any():
+        scores = score_frame(
+            load_model(), decoded["image"], decoded["height"], decoded["width"], batch_size
+        )
+    return scores
+
+
 # --------------------------------------------------------------------------- model cache
 
 _MODEL_CACHE: collections.OrderedDict[str, Any] = collections.OrderedDict()
@@ -261,19 +275,15 @@ def decode_and_score(
     read_here = "content" not in df.columns
     max_bytes = max_file_bytes(df.sparkSession)
 
+    def load() -> Any:  # called only for a batch with a decoded image (cached per process)
+        return load_model_cached(model, version_key, task_cpus)
+
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        keras_model = None
         for frame in batches:
             if read_here:
                 frame = read_frame(frame, max_bytes)
             decoded = decode_frame(frame, size, max_pixels, labeled=False)
-            scores = np.full(len(decoded), np.nan, dtype=np.float32)
-            if (decoded["status"] == STATUS_OK).any():
-                if keras_model is None:  # lazily: a partition of broken files loads nothing
-                    keras_model = load_model_cached(model, version_key, task_cpus)
-                scores = score_frame(
-                    keras_model, decoded["image"], decoded["height"], decoded["width"], batch_size
-                )
+            scores = score_decoded(load, decoded, batch_size)
             yield pd.DataFrame(
                 {
                     "image_id": decoded["image_id"],

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import shutil
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,6 @@ KERAS_FILE = "model.keras"
 CODE_DIR = "code"
 DATA_DIR = "data"
 INPUT_COLUMN = "content"
-OUTPUT_COLUMNS = ("image_id", "p_fake", "is_fake", "status", "error")
 METADATA_KEY = "fakeface"
 PIXEL_SIGNATURE_KEY = "pixel_signature"
 LOADER_MODULE = __name__
@@ -77,70 +77,68 @@ class ServingSettings:
 
 
 def score_contents(
-    keras_model: Any,
-    contents: pd.Series,
-    settings: ServingSettings,
-    paths: pd.Series | None = None,
+    keras_model: Any, contents: pd.Series, settings: ServingSettings
 ) -> pd.DataFrame:
     """File bytes -> one scored row per input row, in order (the nightly row's meaning).
 
-    A row whose bytes do not decode gets status 'error' and the decoder's message; nothing
-    raises for bad bytes, so a server never answers 500 for an upload.
+    A row whose value is not a file's bytes, or whose bytes do not decode, gets status
+    'error' and a message; nothing raises for bad input, so a server never answers 500 for
+    an upload.
     """
     from fakeface.frames import decode_frame
-    from fakeface.score import STATUS_OK, score_frame, settle_scores
+    from fakeface.score import score_decoded, settle_scores
 
-    contents = pd.Series(list(contents), dtype=object)
+    values = [_content_bytes(value) for value in contents]
     frame = pd.DataFrame(
         {
-            "path": list(paths) if paths is not None else [None] * len(contents),
-            "content": [_as_bytes(value) for value in contents],
+            "path": [None] * len(values),
+            "content": [data for data, _ in values],
+            "read_error": [error for _, error in values],
         }
     )
     decoded = decode_frame(frame, settings.image_size, settings.max_pixels, labeled=False)
-    scores = np.full(len(decoded), np.nan, dtype=np.float32)
-    if (decoded["status"] == STATUS_OK).any():
-        scores = score_frame(
-            keras_model,
-            decoded["image"],
-            decoded["height"],
-            decoded["width"],
-            settings.batch_size,
-        )
+    scores = score_decoded(lambda: keras_model, decoded, settings.batch_size)
     settled = settle_scores(decoded["status"], decoded["error"], scores, settings.threshold)
     settled.insert(0, "image_id", decoded["image_id"].astype(object))
     return settled.reset_index(drop=True)
 
 
-def _as_bytes(value: Any) -> bytes | None:
-    """bytes, bytearray, memoryview or numpy bytes as bytes; None (a null value) stays None."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, bytes | bytearray | memoryview | np.bytes_):
-        return bytes(value)
+def _content_bytes(value: Any) -> tuple[bytes | None, str | None]:
+    """(the file's bytes, None), or (None, why not) for a value that holds no file.
+
+    `dataframe_split`/`dataframe_records` requests arrive base64-decoded; an `inputs` or
+    `instances` request arrives as the base64 text itself. So a value that is base64 text
+    as a whole is read as the file it encodes: no image file is (their headers are binary),
+    so files score as the nightly job scores them.
+    """
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None, None  # decode says "unreadable: no content could be read"
     if isinstance(value, str):
-        # MLflow turns base64 into bytes for `dataframe_split`/`dataframe_records` only; an
-        # `inputs` request hands the text over as it came. Base64 text is the file; any
-        # other text is scored as its UTF-8 bytes (an error row that says what it got).
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            return value.encode("utf-8")
-    return bytes(value)
+        value = value.encode("utf-8")
+    if not isinstance(value, bytes | bytearray | memoryview):
+        return None, f"unreadable: expected a file's bytes, got {type(value).__name__}"
+    raw = bytes(value)
+    try:
+        return base64.b64decode(raw, validate=True), None
+    except (binascii.Error, ValueError):
+        return raw, None
 
 
 class FakefaceModel:
-    """The pyfunc: `predict(DataFrame with 'content') -> DataFrame of OUTPUT_COLUMNS`."""
+    """The pyfunc: `predict(DataFrame with 'content') -> the nightly row per input row`."""
 
     def __init__(self, keras_model: Any, settings: ServingSettings) -> None:
         self.keras_model = keras_model
         self.settings = settings
+        # MLflow's server runs predict in a thread per request: one batch at a time through
+        # Keras (which uses every core for it) and Pillow's warning filters.
+        self._lock = threading.Lock()
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Score the `content` column; `path` is passed through to decode when present."""
+        """Score the `content` column."""
         frame = _input_frame(model_input)
-        paths = frame["path"] if "path" in frame.columns else None
-        return score_contents(self.keras_model, frame[INPUT_COLUMN], self.settings, paths)
+        with self._lock:
+            return score_contents(self.keras_model, frame[INPUT_COLUMN], self.settings)
 
     def get_raw_model(self) -> Any:
         """The pixel model (N, S, S, 3) uint8 -> (N, 1) p_fake, for pixel callers."""
@@ -150,14 +148,7 @@ class FakefaceModel:
 def _input_frame(model_input: Any) -> pd.DataFrame:
     from mlflow.exceptions import MlflowException
 
-    if isinstance(model_input, pd.DataFrame):
-        frame = model_input
-    elif isinstance(model_input, dict):
-        frame = pd.DataFrame(model_input)
-    elif isinstance(model_input, bytes | bytearray):
-        frame = pd.DataFrame({INPUT_COLUMN: [bytes(model_input)]})
-    else:
-        frame = pd.DataFrame(model_input)
+    frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
     if INPUT_COLUMN not in frame.columns:
         raise MlflowException.invalid_parameter_value(
             f"the input needs a binary column '{INPUT_COLUMN}' (a file's bytes; base64 in"
@@ -268,8 +259,8 @@ def save_model(
     mlflow_model: Any,
     keras_model: Any,
     settings: ServingSettings,
-    input_example: pd.DataFrame | None = None,
-    pip_requirements: list[str] | None = None,
+    input_example: pd.DataFrame | None,
+    pip_requirements: list[str],
 ) -> None:
     """MLflow flavor entry point (`Model.log(flavor=fakeface.serving)`): write the folder."""
     import mlflow.keras
@@ -277,9 +268,8 @@ def save_model(
     from mlflow.models.utils import _save_example
     from mlflow.utils.file_utils import get_total_file_size
 
-    requirements = pip_requirements or serving_requirements(keras_model)
     mlflow.keras.save_model(
-        keras_model, path, mlflow_model=mlflow_model, pip_requirements=requirements
+        keras_model, path, mlflow_model=mlflow_model, pip_requirements=pip_requirements
     )
     data_dir = Path(path) / DATA_DIR
     if not (data_dir / KERAS_FILE).is_file():

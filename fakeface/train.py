@@ -435,7 +435,7 @@ def log_and_register_model(
     """Log the self-contained model (`fakeface.serving`), register it with its tags.
 
     The threshold is written into the model folder and into the version's tag, the same
-    value; `example_image` (a lake image) becomes the model's input example.
+    value; `example_image` (a synthetic face) becomes the model's input example.
     """
     import mlflow
 
@@ -458,8 +458,7 @@ def log_and_register_model(
         return None
     tags: dict[str, Any] = {
         registry.TAG_VARIANT: variant,
-        # repr, not the 6 digits other float tags get: the tag equals the folder's threshold.
-        registry.TAG_THRESHOLD: repr(settings.threshold),
+        registry.TAG_THRESHOLD: settings.threshold,
         registry.TAG_INPUT_SIZE: image_size,
         "model_input_size": input_size(variant),
         "run_id": run_id,
@@ -470,13 +469,13 @@ def log_and_register_model(
     )
 
 
-def _example_image(*arrays: dict[str, np.ndarray]) -> np.ndarray | None:
-    """One lake image (the first evaluation or validation image) for the input example."""
-    for array in arrays:
-        images = array.get("image")
-        if images is not None and len(images):
-            return np.asarray(images[0], np.uint8)
-    return None
+def _example_image(size: int, seed: int) -> np.ndarray:
+    """A synthetic face for the model's input example: every model folder carries it, so it
+    must be nobody's photo (not a lake image)."""
+    from fakeface.synth import MIN_SIZE, render_face
+
+    image, _ = render_face(np.random.default_rng(seed), max(size, MIN_SIZE))
+    return image
 
 
 def train_one(
@@ -558,7 +557,7 @@ def train_one(
                     metrics,
                     image_size,
                     run.info.run_id,
-                    example_image=_example_image(evaluation, val),
+                    example_image=_example_image(image_size, cfg.train.seed),
                 )
             result = VariantResult(
                 variant=variant,

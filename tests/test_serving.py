@@ -11,6 +11,7 @@ model folder. (`make bench-serve` builds that venv for real; tests have no netwo
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -84,21 +85,34 @@ def test_score_contents_keeps_every_row_in_order_with_a_status() -> None:
     bright = encode(np.full((40, 50, 3), 230, np.uint8))
     dark = encode(np.full((40, 50, 3), 20, np.uint8), "PNG")
     contents = pd.Series(
-        [bright, b"", b"random bytes", bright[: len(bright) // 3], bomb_png(), None, dark],
+        [
+            bright,
+            b"",
+            b"random bytes",
+            bright[: len(bright) // 3],
+            bomb_png(),
+            None,
+            dark,
+            12345678901234,
+            pd.NA,
+            ["a", "list"],
+        ],
         dtype=object,
     )
     out = score_contents(tiny_model(), contents, tiny_settings())
     assert list(out.columns) == ["image_id", "p_fake", "is_fake", "status", "error"]
     assert len(out) == len(contents)
-    assert list(out.status) == ["ok", "error", "error", "error", "error", "error", "ok"]
+    assert list(out.status) == ["ok"] + ["error"] * 5 + ["ok"] + ["error"] * 3
     kinds = [e.split(":")[0] if isinstance(e, str) else None for e in out.error]
     assert kinds[0] is None and kinds[6] is None
     assert kinds[1] == "empty" and kinds[2] == "not_an_image" and kinds[4] == "too_large"
     assert kinds[3] in ("truncated", "corrupt") and kinds[5] == "unreadable"
+    assert kinds[7:] == ["unreadable"] * 3 and "got int" in out.error[7]
     assert out.is_fake[0] is True and out.is_fake[6] is False  # bright is "fake" for this model
     assert out.p_fake[0] > 0.5 > out.p_fake[6]
     assert out.p_fake[1:6].isna().all() and out.is_fake[1:6].isna().all()
-    assert out.image_id[0] == out.image_id[0] and out.image_id[5] is None
+    assert out.image_id[0] == hashlib.sha256(bright).hexdigest()
+    assert out.image_id[5] is None and out.image_id[7] is None
 
 
 def test_threshold_decides_is_fake_and_text_is_read_as_base64() -> None:
@@ -107,12 +121,15 @@ def test_threshold_decides_is_fake_and_text_is_read_as_base64() -> None:
 
     image = encode(np.full((24, 24, 3), 200, np.uint8))
     as_text = base64.b64encode(image).decode("ascii")
-    contents = pd.Series([image, as_text, "plain words"], dtype=object)
+    as_numpy = np.array([as_text.encode("ascii")])[0]  # what an `inputs` request arrives as
+    as_bytes = as_text.encode("ascii")
+    contents = pd.Series([image, as_text, as_numpy, as_bytes, "plain words"], dtype=object)
     low = score_contents(tiny_model(), contents, tiny_settings(threshold=0.01))
     high = score_contents(tiny_model(), contents, tiny_settings(threshold=0.99))
-    assert low.p_fake[0] == low.p_fake[1] == high.p_fake[0]  # base64 text is the same file
+    assert low.p_fake[0] == low.p_fake[1] == low.p_fake[2] == low.p_fake[3] == high.p_fake[0]
+    assert low.image_id[0] == low.image_id[1] == low.image_id[2] == low.image_id[3]
     assert low.is_fake[0] is True and high.is_fake[0] is False
-    assert low.status[2] == "error" and low.error[2].startswith("not_an_image")
+    assert low.status[4] == "error" and low.error[4].startswith("not_an_image")
 
 
 def test_a_frame_without_content_is_refused_naming_the_column() -> None:
@@ -388,6 +405,11 @@ def test_served_model_answers_every_row_like_the_nightly_job(
         float(champion["nightly"].loc["upload_03.jpg"].p_fake), abs=1e-5
     )
 
+    # MLflow's `inputs` format hands the base64 text over undecoded: read as the file too.
+    inputs = _post(url, {"inputs": {"content": [base64.b64encode(contents[one]).decode()]}})
+    assert inputs.status_code == 200, inputs.text
+    assert inputs.json()["predictions"][0] == single.json()["predictions"][0]
+
     missing = _post(url, {"dataframe_records": [{"image": "aGk="}]})
     assert missing.status_code == 400, missing.text
     assert "content" in missing.json()["message"]
@@ -423,3 +445,17 @@ def test_driver_checks_hold_for_the_serving_layout(
     (folder / "code" / "fakeface" / "serving.py").unlink()
     with pytest.raises(ModelError, match="no code/fakeface/ package"):
         check_model_files(folder, "m")
+
+
+def test_a_retagged_threshold_is_said_before_the_night_runs(caplog) -> None:
+    from fakeface.model_bundle import warn_serving_drift
+    from fakeface.registry import ResolvedModel
+
+    resolved = ResolvedModel("m", "1", "models:/m/1", 0.42, 32, "tiny", {})
+    with caplog.at_level("WARNING", logger="fakeface.model_bundle"):
+        warn_serving_drift(tiny_settings(threshold=0.42), resolved, "m v1")
+    assert caplog.text == ""
+    with caplog.at_level("WARNING", logger="fakeface.model_bundle"):
+        warn_serving_drift(tiny_settings(threshold=0.5, size=48), resolved, "m v1")
+    assert "threshold tag 0.42 differs from the model folder's 0.5" in caplog.text
+    assert "input_size tag 32 differs from the model folder's 48" in caplog.text

@@ -281,10 +281,21 @@ def test_training_runs_at_the_batch_that_fits_and_logs_it(
     free = int(memory.training_bytes(model, 3) / memory.HEADROOM) + 1
     monkeypatch.setattr(memory, "available_bytes", lambda: free)
     monkeypatch.setattr("tensorflow.config.list_physical_devices", lambda kind=None: [])
+    import fakeface.train as train_module
+
+    fitted_at: list[int] = []
+    fit = train_module.fit_variant
+
+    def spy(*args, **kwargs):
+        fitted_at.append(args[7] if len(args) > 7 else kwargs["batch_size"])
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit_variant", spy)
     with caplog.at_level("INFO", logger="fakeface.train"):
         (result,) = run_train(
             spark, cfg, str(ingested), [variant], folds=1, weights="none", epochs=1
         )
+    assert fitted_at == [3]  # the batch the fit got, not only the logged one
     params = MlflowClient().get_run(result.run_id).data.params
     assert params["train.batch_size_used"] == "3" and params["train.batch_size"] == "8"
     assert f"{variant}: train.batch_size=8 needs about" in caplog.text
