@@ -39,6 +39,7 @@ from benchmarks.common import (
     setup_environment,
     synth_corpus,
     timed,
+    tree_cpu_seconds,
 )
 
 MAX_PIXELS = 64_000_000
@@ -60,9 +61,9 @@ def pillow_limit(files: list[Path], size: int) -> float:
     with ctx.Pool(os.cpu_count()) as pool:
         pool.map(_decode_file, [(str(files[0]), size)] * (os.cpu_count() or 1))  # warm up
         tasks = [(str(p), size) for p in files]
-        before = cpu_seconds()  # while the pool's processes are alive
+        before = tree_cpu_seconds()  # while the pool's processes are alive
         seconds = timed(lambda: pool.map(_decode_file, tasks, chunksize=16))
-        LIMIT_CPU[len(files), size] = cpu_seconds() - before
+        LIMIT_CPU[len(files), size] = tree_cpu_seconds() - before
         return seconds
 
 
@@ -143,22 +144,6 @@ def spark_image_source(spark, corpus: Path, out: Path, size: int) -> float:
 
 
 # --------------------------------------------------------------------------- the profile
-
-
-def cpu_seconds() -> float:
-    """CPU time (user + system) of this process and its descendants (JVM, Python workers):
-    a step's cost in CPU, which other jobs on the machine disturb far less than its wall time."""
-    import psutil
-
-    total = 0.0
-    me = psutil.Process()
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system + times.children_user + times.children_system
-        except psutil.Error:
-            pass
-    return total
 
 
 def profile(spark, cfg, corpus: Path, out: Path, repeats: int) -> list[list[object]]:
@@ -279,9 +264,9 @@ def profile(spark, cfg, corpus: Path, out: Path, repeats: int) -> list[list[obje
         runs = []
         for _ in range(repeats):
             shutil.rmtree(job, ignore_errors=True)
-            before = cpu_seconds()
+            before = tree_cpu_seconds()
             wall = timed(fn)
-            runs.append((wall, cpu_seconds() - before))
+            runs.append((wall, tree_cpu_seconds() - before))
         seconds[name], cpu[name] = min(runs)
         mib = ""
         if "Parquet" in name and not name.startswith("run_ingest"):
@@ -375,16 +360,16 @@ def main() -> int:
         for n, corpus in corpora.items():
             for _ in range(args.repeats):
                 with PeakMemory() as mem:
-                    before = cpu_seconds()
+                    before = tree_cpu_seconds()
                     t = fakeface_ingest(spark, cfg, corpus, out / "ff")
-                    _keep(times, cpus, "fakeface", n, t, cpu_seconds() - before)
+                    _keep(times, cpus, "fakeface", n, t, tree_cpu_seconds() - before)
                 peaks[n] = max(peaks.get(n, 0.0), mem.peak_mib)
                 for name in ("peer", "limit", "previous"):
                     if name in times and not (name == "peer" and n in times[name]):
                         # (the peer, 20x slower, runs once: the noise matters less there)
-                        before = cpu_seconds()
+                        before = tree_cpu_seconds()
                         t = run_peer(name, spark, cfg, corpus, out)
-                        cpu = cpu_seconds() - before
+                        cpu = tree_cpu_seconds() - before
                         if name == "limit":  # its pool is gone by now: its own figure
                             cpu = LIMIT_CPU[n, size]
                         _keep(times, cpus, name, n, t, cpu)

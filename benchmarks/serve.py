@@ -63,7 +63,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import machine_line, print_table, setup_environment  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    machine_line,
+    print_table,
+    setup_environment,
+    tree_cpu_seconds,
+)
 
 SHARED_600 = ROOT.parent / "shared" / "data" / "real-and-fake-face-600"
 MODEL_NAME = "bench-serve"
@@ -293,14 +298,7 @@ class Server:
             return []
 
     def cpu_seconds(self) -> float:
-        import psutil
-
-        total = 0.0
-        for p in self.tree():
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
-        return total
+        return tree_cpu_seconds(self.proc.pid)
 
     def rss_bytes(self) -> int:
         import psutil
@@ -364,19 +362,6 @@ def score_via_server(url: str, contents: list[bytes], batch: int) -> list[dict[s
 
 
 # --------------------------------------------------------------------------- nightly job
-
-
-def tree_cpu_seconds() -> float:
-    """CPU seconds of this process and every descendant (driver, JVM, Python workers)."""
-    import psutil
-
-    me = psutil.Process()
-    total = 0.0
-    for p in [me, *me.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            t = p.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-    return total
 
 
 def nightly(

@@ -679,7 +679,13 @@ def check_variants_fit(variants: list[str], cfg: Config) -> dict[str, int]:
     import tensorflow as tf
 
     from fakeface.models.factory import build_model
-    from fakeface.models.memory import GIB, available_bytes, check_training_memory, training_bytes
+    from fakeface.models.memory import (
+        GIB,
+        HEADROOM,
+        available_bytes,
+        check_training_memory,
+        training_bytes,
+    )
 
     requested = cfg.train.batch_size
     if tf.config.list_physical_devices("GPU"):
@@ -691,12 +697,13 @@ def check_variants_fit(variants: list[str], cfg: Config) -> dict[str, int]:
         batches[variant] = check_training_memory(variant, model, requested, available)
         if batches[variant] != requested and available is not None:
             log.info(
-                "%s: train.batch_size=%d needs about %.1f GiB, %.1f GiB available:"
-                " training at batch %d",
+                "%s: train.batch_size=%d needs about %.1f GiB, %.1f GiB available (%.1f planned"
+                " for): training at batch %d",
                 variant,
                 requested,
                 training_bytes(model, requested) / GIB,
                 available / GIB,
+                available * HEADROOM / GIB,
                 batches[variant],
             )
     keras.backend.clear_session()

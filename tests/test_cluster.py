@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT, encode
+from tests.faults import free_port
 from tests.test_score import (
     bright,
     check_rows,
@@ -36,12 +36,6 @@ from tests.test_score import (
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 SPARK_HOME = Path(__import__("pyspark").__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cluster_state(ui_port: int) -> dict:

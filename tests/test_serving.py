@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import pytest
 
 from fakeface.errors import ModelError
 from tests.conftest import PROJECT_ROOT, encode
+from tests.faults import free_port
 from tests.test_train import ingested, train_cfg  # noqa: F401  (32 images at 48 px)
 
 MODEL_NAME = "served"
@@ -314,12 +314,6 @@ def test_the_folder_carries_its_threshold_requirements_and_a_real_example(
     content = base64.b64decode(example["dataframe_split"]["data"][0][0])
     answer = mlflow.pyfunc.load_model(str(folder)).predict(pd.DataFrame({"content": [content]}))
     assert answer.status.tolist() == ["ok"]  # the input example is a real image
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -97,6 +97,6 @@ def check_training_memory(variant: str, model: Any, batch_size: int, available: 
         return batch
     raise ConfigError(
         f"training {variant} needs about {training_bytes(model, 1) / GIB:.1f} GiB even at"
-        f" train.batch_size=1, and {available / GIB:.1f} GiB are available: train it on a"
-        " larger machine or a GPU"
+        f" train.batch_size=1, and {available / GIB:.1f} GiB are available ({HEADROOM:.0%} of"
+        " it planned for): train it on a larger machine or a GPU"
     )
