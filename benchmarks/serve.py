@@ -734,11 +734,11 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     nightly_per_cpu = (n_large - n_small) / max(cpu_large - cpu_small, 1e-9)
 
     # ---- limits (this process, Spark and the server gone)
-    from fakeface.serving import load_keras_archive
+    from fakeface.serving import load_keras_archive, read_settings
 
     keras_model = load_keras_archive(model_dir / "data" / "model.keras")
-    settings = json.loads((model_dir / "data" / "fakeface.json").read_text())
-    size, max_pixels, batch = settings["image_size"], settings["max_pixels"], settings["batch_size"]
+    settings = read_settings(model_dir / "data")
+    size, max_pixels, batch = settings.image_size, settings.max_pixels, settings.batch_size
     decode_rate = decode_limit(large_dir, size, max_pixels, cores)  # benchmarks/score.py's
     model_rate = model_limit(keras_model, len(names), size, batch)
     both = 1.0 / (1.0 / decode_rate + 1.0 / model_rate)

@@ -122,7 +122,7 @@ def check_signature(
         raise ModelError(
             f"{label} is not a Keras model (flavors: {', '.join(sorted(meta.flavors))})"
         )
-    signature = pixel_signature(meta)
+    signature = stored_pixel_signature(meta)
     if signature is None or signature.inputs is None:
         raise ModelError(
             f"{label} has no input signature, so its input cannot be checked against the"
@@ -158,7 +158,7 @@ def check_signature(
             )
 
 
-def pixel_signature(meta: Any) -> Any:
+def stored_pixel_signature(meta: Any) -> Any:
     """The pixel model's signature: in the metadata of a `fakeface.serving` folder (whose
     own signature is the pyfunc's bytes-in one), else the MLmodel's signature."""
     from mlflow.models import ModelSignature

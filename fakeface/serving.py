@@ -286,12 +286,11 @@ def save_model(
         python_env=env.get("virtualenv"),
     )
     mlflow_model.signature = pyfunc_signature()
+    # The settings live in data/fakeface.json alone; the metadata holds what MLmodel readers
+    # need without the data folder: the pixel model's signature.
     mlflow_model.metadata = {
         **(mlflow_model.metadata or {}),
-        METADATA_KEY: {
-            **asdict(settings),
-            PIXEL_SIGNATURE_KEY: pixel_signature(settings.image_size).to_dict(),
-        },
+        METADATA_KEY: {PIXEL_SIGNATURE_KEY: pixel_signature(settings.image_size).to_dict()},
     }
     if input_example is not None:
         _save_example(mlflow_model, input_example, path)
