@@ -150,12 +150,18 @@ def check_signature(
             )
     outputs = signature.outputs.inputs if signature.outputs is not None else []
     if len(outputs) == 1 and isinstance(outputs[0], TensorSpec):
-        out_shape = tuple(outputs[0].shape)
-        if out_shape[1:] not in ((), (1,)):
-            raise ModelError(
-                f"{label} outputs {_shape_text(out_shape)}; scoring needs one probability per"
-                " image (N, 1)"
-            )
+        check_output_shape(tuple(outputs[0].shape), label)
+
+
+def check_output_shape(shape: tuple[int, ...], label: str) -> None:
+    """Refuse an output other than (N,) / (N, 1) P(fake) or the part model's (N, 6)."""
+    from fakeface.outputs import MODEL_OUTPUTS
+
+    if shape[1:] not in ((), (1,), (len(MODEL_OUTPUTS),)):
+        raise ModelError(
+            f"{label} outputs {_shape_text(shape)}; scoring needs one probability per image"
+            f" (N, 1) or the part model's (N, {len(MODEL_OUTPUTS)}) {', '.join(MODEL_OUTPUTS)}"
+        )
 
 
 def stored_pixel_signature(meta: Any) -> Any:
@@ -245,7 +251,7 @@ def check_serving_files(model_dir: Path, meta: Any, label: str) -> ServingSettin
 
 
 def warn_serving_drift(settings: ServingSettings, resolved: ResolvedModel, label: str) -> None:
-    """Say when the folder's threshold or size differ from the registry's tags.
+    """Say when the folder's thresholds or size differ from the registry's tags.
 
     The nightly job follows the tags; `mlflow models serve` and `pyfunc.load_model` follow
     the folder. Training writes both alike, so a difference means someone retagged.
@@ -257,6 +263,14 @@ def warn_serving_drift(settings: ServingSettings, resolved: ResolvedModel, label
             label,
             resolved.threshold,
             settings.threshold,
+        )
+    if settings.part_thresholds != resolved.part_thresholds:
+        log.warning(
+            "%s: part threshold tags %r differ from the model folder's %r: the nightly job"
+            " flags parts at the tags, the served model at the folder's values",
+            label,
+            resolved.part_thresholds,
+            settings.part_thresholds,
         )
     if resolved.input_size and settings.image_size != resolved.input_size:
         log.warning(

@@ -21,3 +21,29 @@ def part_threshold_tag(part: str) -> str:
     if part not in PART_NAMES:
         raise ValueError(f"unknown part {part!r}; parts are {', '.join(PART_NAMES)}")
     return f"threshold_{part}"
+
+
+def part_thresholds_from_tags(tags: dict[str, str]) -> dict[str, float]:
+    """part -> threshold from a version's `threshold_<part>` tags; {} for a one-output model.
+
+    Raises ValueError naming the tag whose value is not a number.
+    """
+    found = {}
+    for part in PART_NAMES:
+        tag = part_threshold_tag(part)
+        if tag in tags:
+            try:
+                found[part] = float(tags[tag])
+            except ValueError:
+                raise ValueError(f"non-numeric tag {tag!r} ({tags[tag]!r})") from None
+    return found
+
+
+def checked_part_thresholds(thresholds: dict[str, float] | None) -> dict[str, float]:
+    """`thresholds` as {part: float} in PART_NAMES order; ValueError for an unknown part."""
+    if not thresholds:
+        return {}
+    unknown = sorted(set(thresholds) - set(PART_NAMES))
+    if unknown:
+        raise ValueError(f"unknown part(s) {', '.join(unknown)}; parts are {', '.join(PART_NAMES)}")
+    return {part: float(thresholds[part]) for part in PART_NAMES if part in thresholds}

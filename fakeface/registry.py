@@ -1,7 +1,8 @@
 """MLflow tracking store and model registry: connect, log, register, resolve, promote.
 
 Registered versions carry the tags scoring relies on: `variant`, `threshold`,
-`input_size`, and the evaluation metrics (`eval_accuracy`, `eval_auc`, ...).
+`input_size`, a part model's `threshold_<part>` (one per face part), and the evaluation
+metrics (`eval_accuracy`, `eval_auc`, ...).
 Promotion moves the `champion` alias; stages are deprecated and never used.
 """
 
@@ -16,11 +17,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fakeface.errors import FakefaceError, ModelError, TrackingError
+from fakeface.outputs import part_thresholds_from_tags
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -197,6 +199,8 @@ class ResolvedModel:
     input_size: int | None
     variant: str | None
     tags: dict[str, str]
+    # part -> threshold from the `threshold_<part>` tags; empty for a one-output model
+    part_thresholds: dict[str, float] = field(default_factory=dict)
 
     @property
     def uri(self) -> str:
@@ -243,6 +247,10 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ResolvedModel:
         raise ModelError(
             f"model {mv.name} version {mv.version} has a non-numeric threshold tag"
         ) from None
+    try:
+        part_thresholds = part_thresholds_from_tags(tags)
+    except ValueError as exc:
+        raise ModelError(f"model {mv.name} version {mv.version} has a {exc}") from None
     size = tags.get(TAG_INPUT_SIZE)
     return ResolvedModel(
         name=mv.name,
@@ -252,6 +260,7 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ResolvedModel:
         input_size=int(size) if size and size.isdigit() else None,
         variant=tags.get(TAG_VARIANT),
         tags=tags,
+        part_thresholds=part_thresholds,
     )
 
 

@@ -4,7 +4,10 @@
 loads the broadcast model once (`load_model_cached`, keyed by version and content digest)
 and scores Arrow batches: raw files are decoded and scored in one `mapInPandas` pass
 (`decode_and_score`), ingested pixels go through a scalar-iterator pandas UDF
-(`make_score_udf`). `score_columns` settles the output columns, statuses and errors.
+(`make_score_udf`). Both settle their rows on the worker with `settle_scores`, the function
+the served model answers with too, so the nightly row and the served row follow one set of
+rules; `score_columns` adds the run's constants. A model outputs (N, 1) P(fake) or the part
+model's (N, 6) `fakeface.outputs.MODEL_OUTPUTS`; the core widens both to (N, 6).
 The run itself (resolve, check, broadcast, write, summarise) is `fakeface.score_run`.
 """
 
@@ -17,7 +20,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +28,7 @@ import pandas as pd
 
 from fakeface.errors import ModelError
 from fakeface.model_bundle import unpack_model
+from fakeface.outputs import FACE_FOUND, MODEL_OUTPUTS, PART_COLUMNS, PART_NAMES
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -38,43 +42,72 @@ STATUS_OK = "ok"
 STATUS_ERROR = "error"
 ERROR_NO_SCORE = "no_score"
 
+N_OUTPUTS = len(MODEL_OUTPUTS)
+OUTPUT_WIDTHS = (1, N_OUTPUTS)  # P(fake) alone, or the part model's MODEL_OUTPUTS
+FACE_FOUND_CUT = 0.5  # the model answers 1.0 (face found) or 0.0; anything between rounds
+PARTS_FLAGGED = "parts_flagged"
+
+# Columns of a settled row (`settle_scores`), in order; new columns go at the end, so older
+# partitions are a prefix of newer ones.
+_PART_SCHEMA = ", ".join(
+    [*(f"{c} float" for c in PART_COLUMNS), f"{FACE_FOUND} boolean", f"{PARTS_FLAGGED} string"]
+)
+SETTLED_SCHEMA = "p_fake float, is_fake boolean, status string, error string, " + _PART_SCHEMA
+SETTLED_COLUMNS = [c.strip().split(" ")[0] for c in SETTLED_SCHEMA.split(",")]
 OUTPUT_SCHEMA = (
     "image_id string, path string, p_fake float, is_fake boolean, threshold double, "
-    "model_name string, model_version string, scored_at timestamp, status string, error string"
+    "model_name string, model_version string, scored_at timestamp, status string, error string, "
+    + _PART_SCHEMA
 )
 OUTPUT_COLUMNS = [c.strip().split(" ")[0] for c in OUTPUT_SCHEMA.split(",")]
 
 # --------------------------------------------------------------------------- numpy core
 
 
+def model_outputs(pred: Any, n: int) -> np.ndarray:
+    """A model's answer for `n` images as float32 (n, 6) in MODEL_OUTPUTS order.
+
+    A one-output model's (n, 1) P(fake) fills column 0; its part scores and face_found are
+    NaN (it has none). Any other width is refused: the columns would mean nothing.
+    """
+    pred = np.asarray(pred, dtype=np.float32)
+    if pred.shape == (n, N_OUTPUTS):
+        return pred
+    if pred.size == n and pred.ndim in (1, 2):  # (n,) or (n, 1)
+        out = np.full((n, N_OUTPUTS), np.nan, dtype=np.float32)
+        out[:, 0] = pred.reshape(-1)
+        return out
+    raise ModelError(
+        f"model returned shape {pred.shape} for {n} images; expected ({n}, 1) P(fake) or"
+        f" ({n}, {N_OUTPUTS}) {', '.join(MODEL_OUTPUTS)}: not a fakeface model"
+    )
+
+
 def predict_scores(model: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """P(fake) for uint8 images (N, H, W, 3), `batch_size` at a time -> float32 (N,)."""
+    """Model outputs for uint8 images (N, H, W, 3), `batch_size` at a time -> float32 (N, 6).
+
+    Columns are MODEL_OUTPUTS; a one-output model's columns 1-5 are NaN.
+    """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ModelError(
             f"scoring expects uint8 images shaped (N, H, W, 3), got {images.dtype} {images.shape}"
         )
     n = len(images)
-    out = np.empty(n, dtype=np.float32)
+    out = np.empty((n, N_OUTPUTS), dtype=np.float32)
     for start in range(0, n, max(1, batch_size)):
         batch = images[start : start + batch_size]
         # predict_on_batch runs one traced function per shape; Keras generalises the trace
         # after the first ragged last batch instead of retracing every size.
-        pred = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-        if pred.size != len(batch):
-            raise ModelError(
-                f"model returned shape {pred.shape} for {len(batch)} images; expected"
-                f" ({len(batch)}, 1): not a one-unit fake/real classifier"
-            )
-        out[start : start + len(batch)] = pred.reshape(-1)
+        out[start : start + len(batch)] = model_outputs(model.predict_on_batch(batch), len(batch))
     return out
 
 
 def score_frame(
     model: Any, images: pd.Series, heights: pd.Series, widths: pd.Series, batch_size: int
 ) -> np.ndarray:
-    """Scores for a pandas batch of raw pixel bytes; NaN where a row has no usable image."""
-    scores = np.full(len(images), np.nan, dtype=np.float32)
+    """(N, 6) outputs for a pandas batch of raw pixel bytes; NaN where a row has no usable image."""
+    scores = np.full((len(images), N_OUTPUTS), np.nan, dtype=np.float32)
     groups: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
     for i, (data, h, w) in enumerate(zip(images, heights, widths, strict=True)):
         if data is None or pd.isna(h) or pd.isna(w):
@@ -92,12 +125,12 @@ def score_frame(
 
 
 def score_decoded(load_model: Any, decoded: pd.DataFrame, batch_size: int) -> np.ndarray:
-    """Scores for `frames.decode_frame` rows: NaN where a row did not decode.
+    """(N, 6) outputs for `frames.decode_frame` rows: NaN where a row did not decode.
 
     `load_model()` is called only when some row decoded: a batch of broken files loads no
     model. The nightly job (`decode_and_score`) and the served model both score here.
     """
-    scores = np.full(len(decoded), np.nan, dtype=np.float32)
+    scores = np.full((len(decoded), N_OUTPUTS), np.nan, dtype=np.float32)
     if (decoded["status"] == STATUS_OK).any():
         scores = score_frame(
             load_model(), decoded["image"], decoded["height"], decoded["width"], batch_size
@@ -158,76 +191,69 @@ def load_model_cached(
         return model
 
 
-# --------------------------------------------------------------------------- Spark wrapper
+# --------------------------------------------------------------------------- settling
 
 
-def make_score_udf(model: Any, version_key: str, task_cpus: int, batch_size: int) -> Any:
-    """Scalar-iterator pandas UDF (image, height, width) -> p_fake float; NaN/null if unusable.
+def settle_parts(
+    has_score: np.ndarray, outputs: np.ndarray, part_thresholds: Mapping[str, float]
+) -> pd.DataFrame:
+    """The part columns of a batch: the one place their null rules live.
 
-    `model` is a broadcast of `pack_model_dir` bytes (or the bytes/folder in local tests).
+    - `face_found`: null for a row without a score and for a one-output model (its column
+      is NaN), else whether the model found a face;
+    - `p_<part>`: null unless a face was found (the part scores are meaningless without one);
+    - `parts_flagged`: null when the row has no part score, else the parts at or above their
+      own threshold (`part_thresholds`), comma-separated in PART_NAMES order ("" for none).
+      A part without a threshold is never flagged: there is no calibrated cut for it.
     """
-    from pyspark.sql.functions import pandas_udf
-
-    def score_batches(
-        batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]],
-    ) -> Iterator[pd.Series]:
-        keras_model = None
-        for images, heights, widths in batches:
-            if keras_model is None:  # lazily: an empty partition loads nothing
-                keras_model = load_model_cached(model, version_key, task_cpus)
-            yield pd.Series(score_frame(keras_model, images, heights, widths, batch_size))
-
-    # Spark infers the scalar-iterator kind from the hints (resolved in this module's globals).
-    return pandas_udf(score_batches, "float")
-
-
-def score_columns(
-    decoded: DataFrame, score: Column, resolved: ResolvedModel, scored_at: dt.datetime
-) -> DataFrame:
-    """Decoded rows + the score column -> OUTPUT_COLUMNS, statuses and errors settled."""
-    from pyspark.sql import functions as F
-
-    raw = decoded.select("image_id", "path", "status", "error", score.alias("_p"))
-    p = F.when(F.isnan("_p"), F.lit(None)).otherwise(F.col("_p")).cast("float")
-    ok_in = F.col("status") == STATUS_OK
-    scored = raw.select(
-        "image_id",
-        "path",
-        F.when(ok_in, p).alias("p_fake"),
-        "status",
-        "error",
+    face = outputs[:, MODEL_OUTPUTS.index(FACE_FOUND)]
+    known = has_score & np.isfinite(face)
+    found = known & (face >= FACE_FOUND_CUT)
+    parts = {}
+    for column in PART_COLUMNS:
+        values = outputs[:, MODEL_OUTPUTS.index(column)]
+        keep = found & np.isfinite(values)
+        parts[column] = [float(v) if k else None for v, k in zip(values, keep, strict=True)]
+    cuts = [part_thresholds.get(name) for name in PART_NAMES]
+    flagged = [
+        None
+        if all(p is None for p in row)
+        # float32 score vs double threshold, compared as doubles (as is_fake is)
+        else ",".join(
+            name
+            for name, p, cut in zip(PART_NAMES, row, cuts, strict=True)
+            if p is not None and cut is not None and p >= cut
+        )
+        for row in zip(*parts.values(), strict=True)
+    ]
+    columns = {c: pd.Series(v, dtype=object) for c, v in parts.items()}
+    columns[FACE_FOUND] = pd.Series(
+        [bool(f) if k else None for f, k in zip(found, known, strict=True)], dtype=object
     )
-    has_score = F.col("p_fake").isNotNull()
-    return scored.select(
-        "image_id",
-        "path",
-        "p_fake",
-        F.when(has_score, F.col("p_fake") >= F.lit(resolved.threshold)).alias("is_fake"),
-        F.lit(resolved.threshold).cast("double").alias("threshold"),
-        F.lit(resolved.name).alias("model_name"),
-        F.lit(resolved.version).alias("model_version"),
-        F.lit(scored_at).cast("timestamp").alias("scored_at"),
-        F.when(has_score, F.lit(STATUS_OK)).otherwise(F.lit(STATUS_ERROR)).alias("status"),
-        F.when(has_score, F.lit(None).cast("string"))
-        .when(F.col("status") == STATUS_OK, F.lit(f"{ERROR_NO_SCORE}: the model gave no score"))
-        .otherwise(F.col("error"))
-        .alias("error"),
-    )
+    columns[PARTS_FLAGGED] = pd.Series(flagged, dtype=object)
+    return pd.DataFrame(columns)
 
 
 def settle_scores(
-    status: pd.Series, error: pd.Series, scores: np.ndarray, threshold: float
+    status: pd.Series,
+    error: pd.Series,
+    scores: np.ndarray,
+    threshold: float,
+    part_thresholds: dict[str, float] | None = None,
 ) -> pd.DataFrame:
-    """`score_columns` on a pandas batch: (p_fake, is_fake, status, error), one row each.
+    """A batch's model outputs -> SETTLED_COLUMNS (p_fake, is_fake, status, error, parts...).
 
-    The registered model's pyfunc answers with this; the nightly job settles the same way
-    in Spark (`score_columns`), and a parity test holds the two together.
+    `scores` is (N, 6) (`predict_scores`) or a one-output model's (N,). The nightly job
+    (`decode_and_score`, `make_score_udf`) and the registered model's pyfunc both settle
+    their rows here, so the two answer alike by construction. A row keeps p_fake, is_fake
+    and status 'ok' whether or not a face was found.
     """
     ok_in = (pd.Series(list(status), dtype=object) == STATUS_OK).to_numpy()
-    scores = np.asarray(scores, dtype=np.float32)
-    has_score = ok_in & np.isfinite(scores)
-    p_fake = [float(s) if keep else None for s, keep in zip(scores, has_score, strict=True)]
-    # float32 score vs double threshold, compared as doubles: what Spark does.
+    outputs = model_outputs(scores, len(ok_in))
+    p_raw = outputs[:, 0]
+    has_score = ok_in & np.isfinite(p_raw)
+    p_fake = [float(s) if keep else None for s, keep in zip(p_raw, has_score, strict=True)]
+    # float32 score vs double threshold, compared as doubles: what Spark would do.
     is_fake = [bool(p >= threshold) if p is not None else None for p in p_fake]
     errors = [
         None
@@ -239,7 +265,7 @@ def settle_scores(
         )
         for keep, ok, e in zip(has_score, ok_in, list(error), strict=True)
     ]
-    return pd.DataFrame(
+    settled = pd.DataFrame(
         {
             "p_fake": pd.Series(p_fake, dtype=object),
             "is_fake": pd.Series(is_fake, dtype=object),
@@ -247,9 +273,75 @@ def settle_scores(
             "error": pd.Series(errors, dtype=object),
         }
     )
+    parts = settle_parts(has_score, outputs, part_thresholds or {})
+    return pd.concat([settled, parts], axis=1)[SETTLED_COLUMNS]
 
 
-FUSED_SCHEMA = "image_id string, path string, status string, error string, p_raw float"
+# --------------------------------------------------------------------------- Spark wrapper
+
+
+def make_score_udf(
+    model: Any,
+    version_key: str,
+    task_cpus: int,
+    batch_size: int,
+    threshold: float,
+    part_thresholds: dict[str, float] | None = None,
+) -> Any:
+    """Scalar-iterator pandas UDF (image, height, width, status, error) -> settled struct.
+
+    The struct holds SETTLED_COLUMNS (`settle_scores`); `model` is a broadcast of
+    `pack_model_dir` bytes (or the bytes/folder in local tests).
+    """
+    from pyspark.sql.functions import pandas_udf
+
+    cuts = dict(part_thresholds or {})
+
+    def score_batches(
+        batches: Iterator[tuple[pd.Series, pd.Series, pd.Series, pd.Series, pd.Series]],
+    ) -> Iterator[pd.DataFrame]:
+        def load() -> Any:  # lazily: a partition of error rows loads nothing
+            return load_model_cached(model, version_key, task_cpus)
+
+        for images, heights, widths, status, error in batches:
+            rows = pd.DataFrame(
+                {"image": images, "height": heights, "width": widths, "status": status}
+            )
+            scores = score_decoded(load, rows, batch_size)
+            yield settle_scores(status, error, scores, threshold, cuts)
+
+    # Spark infers the scalar-iterator kind from the hints (resolved in this module's globals).
+    return pandas_udf(score_batches, SETTLED_SCHEMA)
+
+
+def score_columns(
+    scored: DataFrame, settled: Column, resolved: ResolvedModel, scored_at: dt.datetime
+) -> DataFrame:
+    """Rows with their settled struct (`settle_scores`) -> OUTPUT_COLUMNS with the run's
+    constants (threshold, model, scored_at)."""
+    from pyspark.sql import functions as F
+
+    # A separate projection: the struct is computed once, not once per field it holds.
+    raw = scored.select("image_id", "path", settled.alias("_s"))
+    constants = {
+        "threshold": F.lit(resolved.threshold).cast("double"),
+        "model_name": F.lit(resolved.name).cast("string"),
+        "model_version": F.lit(resolved.version).cast("string"),
+        "scored_at": F.lit(scored_at).cast("timestamp"),
+    }
+    return raw.select(
+        *(
+            constants[c].alias(c)
+            if c in constants
+            else F.col(c)
+            if c in ("image_id", "path")
+            else F.col(f"_s.{c}").alias(c)
+            for c in OUTPUT_COLUMNS
+        )
+    )
+
+
+FUSED_SCHEMA = "image_id string, path string, " + SETTLED_SCHEMA
 
 
 def decode_and_score(
@@ -260,8 +352,10 @@ def decode_and_score(
     version_key: str,
     task_cpus: int,
     batch_size: int,
+    threshold: float,
+    part_thresholds: dict[str, float] | None = None,
 ) -> DataFrame:
-    """Raw files -> (image_id, path, status, error, p_raw) in ONE Python pass per batch.
+    """Raw files -> (image_id, path, SETTLED_COLUMNS) in ONE Python pass per batch.
 
     Decoding and scoring in the same worker keeps one Python process (and one TensorFlow)
     per task instead of two, and the decoded pixels never cross back to the JVM. Rows
@@ -274,6 +368,7 @@ def decode_and_score(
     max_pixels = cfg.ingest.max_pixels
     read_here = "content" not in df.columns
     max_bytes = max_file_bytes(df.sparkSession)
+    cuts = dict(part_thresholds or {})
 
     def load() -> Any:  # called only for a batch with a decoded image (cached per process)
         return load_model_cached(model, version_key, task_cpus)
@@ -284,15 +379,10 @@ def decode_and_score(
                 frame = read_frame(frame, max_bytes)
             decoded = decode_frame(frame, size, max_pixels, labeled=False)
             scores = score_decoded(load, decoded, batch_size)
-            yield pd.DataFrame(
-                {
-                    "image_id": decoded["image_id"],
-                    "path": decoded["path"],
-                    "status": decoded["status"],
-                    "error": decoded["error"],
-                    "p_raw": scores,
-                }
-            )
+            settled = settle_scores(decoded["status"], decoded["error"], scores, threshold, cuts)
+            settled.insert(0, "path", decoded["path"].to_numpy())
+            settled.insert(0, "image_id", decoded["image_id"].to_numpy())
+            yield settled
 
     columns = ["path"] if read_here else ["path", "content"]
     if "read_error" in df.columns:

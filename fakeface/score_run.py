@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from fakeface.errors import InputError
 from fakeface.model_bundle import package_model
-from fakeface.score import STATUS_OK, decode_and_score, make_score_udf, score_columns
+from fakeface.score import (
+    SETTLED_COLUMNS,
+    STATUS_OK,
+    decode_and_score,
+    make_score_udf,
+    score_columns,
+)
 from fakeface.score_summary import log_score_run, summarize_scores
 
 if TYPE_CHECKING:
@@ -154,10 +160,11 @@ def run_score(
     client = registry.configure_mlflow(cfg)
     resolved = registry.resolve_model(client, model_uri or cfg.model_uri)
     log.info(
-        "scoring with %s (version %s, threshold %.4g)",
+        "scoring with %s (version %s, threshold %.4g%s)",
         resolved.name,
         resolved.version,
         resolved.threshold,
+        "".join(f", {p} {t:.4g}" for p, t in resolved.part_thresholds.items()),
     )
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.score.arrow_batch_size))
@@ -175,18 +182,21 @@ def run_score(
     batch_size = cfg.score.inference_batch_size
     broadcast = sc.broadcast(packed.data)
     try:
+        cuts = (resolved.threshold, resolved.part_thresholds)
         if kind == "images":
-            decoded = decode_and_score(
-                cfg, rows, size, broadcast, packed.key, task_cpus, batch_size
+            scored = decode_and_score(
+                cfg, rows, size, broadcast, packed.key, task_cpus, batch_size, *cuts
             )
-            score = F.col("p_raw")
+            settled = F.struct(*SETTLED_COLUMNS)
         else:
-            decoded = rows
-            udf = make_score_udf(broadcast, packed.key, task_cpus, batch_size)
+            scored = rows
+            udf = make_score_udf(broadcast, packed.key, task_cpus, batch_size, *cuts)
             # asNondeterministic: the optimizer must neither duplicate nor re-run the model.
-            score = udf.asNondeterministic()(F.col("image"), F.col("height"), F.col("width"))
+            settled = udf.asNondeterministic()(
+                *(F.col(c) for c in ("image", "height", "width", "status", "error"))
+            )
         scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        out = score_columns(decoded, score, resolved, scored_at)
+        out = score_columns(scored, settled, resolved, scored_at)
         staged = storage.stage_dataframe(out, output_path, run_date)
     finally:
         broadcast.destroy()
@@ -205,6 +215,7 @@ def run_score(
         "model_version": resolved.version,
         "model_uri": resolved.uri,
         "threshold": resolved.threshold,
+        "part_thresholds": dict(resolved.part_thresholds),
         "scored_at": scored_at.isoformat(),
         "incremental": incremental,
         "skipped": (n_input - n_rows) if n_input is not None else 0,

@@ -9,12 +9,14 @@ A version logged by `log_serving_model` is one MLflow folder with two flavors:
   run it from the folder's own ``requirements.txt``, with no checkout and no import to
   remember. It takes a DataFrame with a binary column ``content`` (a file's bytes) and
   returns one row per input row, in order: ``image_id``, ``p_fake``, ``is_fake``,
-  ``status``, ``error``, decoded by `fakeface.frames.decode_frame` and scored by
-  `fakeface.score.score_frame`, the same two functions the nightly job runs.
+  ``status``, ``error`` and a part model's ``p_left_eye`` ... ``p_mouth``, ``face_found``,
+  ``parts_flagged`` (null for a one-output model), decoded by `fakeface.frames.decode_frame`
+  and scored and settled by `fakeface.score`, the same functions the nightly job runs.
 
-The threshold and the decode settings travel in ``data/fakeface.json``, so a downloaded
-folder answers ``is_fake`` without the registry; the pixel signature (the nightly job's
-driver-side check) travels in the MLmodel's metadata.
+The thresholds (the image's and each part's) and the decode settings travel in
+``data/fakeface.json``, so a downloaded folder answers ``is_fake`` and ``parts_flagged``
+without the registry; the pixel signature (the nightly job's driver-side check) travels in
+the MLmodel's metadata.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import os
 import shutil
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +59,16 @@ class ServingSettings:
     max_pixels: int  # larger images are refused (decompression bombs), as in ingest
     batch_size: int
     variant: str
+    # part -> threshold of a part model's `parts_flagged`; empty for a one-output model
+    part_thresholds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ServingSettings:
+        from fakeface.outputs import checked_part_thresholds
+
         raw = json.loads(text)
         return cls(
             threshold=float(raw["threshold"]),
@@ -70,6 +76,8 @@ class ServingSettings:
             max_pixels=int(raw["max_pixels"]),
             batch_size=int(raw["batch_size"]),
             variant=str(raw["variant"]),
+            # absent from folders written before part models
+            part_thresholds=checked_part_thresholds(raw.get("part_thresholds")),
         )
 
 
@@ -98,7 +106,9 @@ def score_contents(
     )
     decoded = decode_frame(frame, settings.image_size, settings.max_pixels, labeled=False)
     scores = score_decoded(lambda: keras_model, decoded, settings.batch_size)
-    settled = settle_scores(decoded["status"], decoded["error"], scores, settings.threshold)
+    settled = settle_scores(
+        decoded["status"], decoded["error"], scores, settings.threshold, settings.part_thresholds
+    )
     settled.insert(0, "image_id", decoded["image_id"].astype(object))
     return settled.reset_index(drop=True)
 
@@ -141,7 +151,7 @@ class FakefaceModel:
             return score_contents(self.keras_model, frame[INPUT_COLUMN], self.settings)
 
     def get_raw_model(self) -> Any:
-        """The pixel model (N, S, S, 3) uint8 -> (N, 1) p_fake, for pixel callers."""
+        """The pixel model (N, S, S, 3) uint8 -> (N, 1) p_fake or (N, 6) MODEL_OUTPUTS."""
         return self.keras_model
 
 
@@ -184,32 +194,44 @@ def _load_pyfunc(data_path: str) -> FakefaceModel:
 
 
 def pyfunc_signature() -> Any:
-    """Bytes in (`content`), the nightly row out."""
+    """Bytes in (`content`), the nightly row out (`image_id` + `score.SETTLED_COLUMNS`)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
+    from fakeface.score import SETTLED_SCHEMA
+
+    fields = [f.strip().split(" ") for f in SETTLED_SCHEMA.split(",")]
     return ModelSignature(
         inputs=Schema([ColSpec("binary", INPUT_COLUMN)]),
         outputs=Schema(
             [
                 ColSpec("string", "image_id", required=False),
-                ColSpec("float", "p_fake", required=False),
-                ColSpec("boolean", "is_fake", required=False),
-                ColSpec("string", "status"),
-                ColSpec("string", "error", required=False),
+                # every row has a status; any other field may be null
+                *(ColSpec(kind, name, required=name == "status") for name, kind in fields),
             ]
         ),
     )
 
 
-def pixel_signature(image_size: int) -> Any:
-    """The pixel model's signature: uint8 (N, S, S, 3) -> float32 (N, 1)."""
+def output_width(keras_model: Any) -> int:
+    """Columns of the pixel model's output: 1 (P(fake)) or 6 (MODEL_OUTPUTS)."""
+    shape = getattr(keras_model, "output_shape", None)
+    return int(shape[-1]) if shape and isinstance(shape[-1], int) else 1
+
+
+def pixel_signature(image_size: int, width: int = 1) -> Any:
+    """The pixel model's signature: uint8 (N, S, S, 3) -> float32 (N, 1) or (N, 6)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
+    from fakeface.outputs import MODEL_OUTPUTS
+
+    name = "p_fake" if width == 1 else "outputs"  # columns: fakeface.outputs.MODEL_OUTPUTS
+    if width not in (1, len(MODEL_OUTPUTS)):
+        raise ValueError(f"a pixel model outputs 1 or {len(MODEL_OUTPUTS)} columns, not {width}")
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype("uint8"), (-1, image_size, image_size, 3), "image")]),
-        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 1), "p_fake")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, width), name)]),
     )
 
 
@@ -290,7 +312,11 @@ def save_model(
     # need without the data folder: the pixel model's signature.
     mlflow_model.metadata = {
         **(mlflow_model.metadata or {}),
-        METADATA_KEY: {PIXEL_SIGNATURE_KEY: pixel_signature(settings.image_size).to_dict()},
+        METADATA_KEY: {
+            PIXEL_SIGNATURE_KEY: pixel_signature(
+                settings.image_size, output_width(keras_model)
+            ).to_dict()
+        },
     }
     if input_example is not None:
         _save_example(mlflow_model, input_example, path)

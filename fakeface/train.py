@@ -415,10 +415,23 @@ def fit_variant(
 
 
 def predict(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """p(fake) for a batch of uint8 images."""
+    """p(fake) (N,) for a batch of uint8 images, from a one-output or a part model."""
+    from fakeface.score import model_outputs
+
     if len(images) == 0:
         return np.zeros(0, np.float32)
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0)).reshape(-1)
+    # model.predict runs under the fit's distribution strategy; model_outputs checks the
+    # width (1 or 6) and column 0 is P(fake) either way.
+    pred = model.predict(images, batch_size=batch_size, verbose=0)
+    return model_outputs(pred, len(images))[:, 0]
+
+
+def predict_outputs(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """float32 (N, 6) in `fakeface.outputs.MODEL_OUTPUTS` order (NaN columns 1-5 for a
+    one-output model): what the nightly job scores with (`score.predict_scores`)."""
+    from fakeface.score import predict_scores
+
+    return predict_scores(model, np.asarray(images, np.uint8), batch_size)
 
 
 def log_and_register_model(
@@ -431,16 +444,19 @@ def log_and_register_model(
     image_size: int,
     run_id: str,
     example_image: np.ndarray | None = None,
+    part_thresholds: dict[str, float] | None = None,
 ) -> str | None:
     """Log the self-contained model (`fakeface.serving`), register it with its tags.
 
     The threshold is written into the model folder and into the version's tag, the same
-    value; `example_image` (a synthetic face) becomes the model's input example.
+    value; so is each part's of `part_thresholds` (a part model's, part -> threshold; tag
+    `threshold_<part>`). `example_image` (a synthetic face) becomes the model's input example.
     """
     import mlflow
 
     from fakeface import registry
     from fakeface.models.factory import input_size
+    from fakeface.outputs import checked_part_thresholds, part_threshold_tag
     from fakeface.serving import ServingSettings, log_serving_model
 
     settings = ServingSettings(
@@ -449,6 +465,7 @@ def log_and_register_model(
         max_pixels=int(cfg.ingest.max_pixels),
         batch_size=int(cfg.score.inference_batch_size),
         variant=variant,
+        part_thresholds=checked_part_thresholds(part_thresholds),
     )
     info = registry.with_retry(
         lambda: log_serving_model(model, MODEL_ARTIFACT, settings, example_image)
@@ -463,6 +480,8 @@ def log_and_register_model(
         "model_input_size": input_size(variant),
         "run_id": run_id,
     }
+    # floats: registry._stringify keeps every digit, so the tags equal the folder's values
+    tags.update({part_threshold_tag(p): t for p, t in settings.part_thresholds.items()})
     tags.update({f"eval_{k}": v for k, v in metrics.items()})
     return registry.register_model(
         client, info.model_uri, cfg.mlflow.registered_model, tags, run_id

@@ -202,11 +202,15 @@ def test_predict_scores_numpy_without_spark() -> None:
 
     model = tiny_model()
     images = np.stack([bright(1), dark(1), bright(2), dark(2), bright(3)])
-    scores = predict_scores(model, images, batch_size=2)
-    assert scores.shape == (5,) and scores.dtype == np.float32
+    outputs = predict_scores(model, images, batch_size=2)
+    assert outputs.shape == (5, 6) and outputs.dtype == np.float32
+    assert np.isnan(outputs[:, 1:]).all()  # a one-output model: no part scores, no face_found
+    scores = outputs[:, 0]
     assert (scores[[0, 2, 4]] > 0.9).all() and (scores[[1, 3]] < 0.1).all()
-    np.testing.assert_allclose(scores, predict_scores(model, images, batch_size=64), rtol=1e-5)
-    assert predict_scores(model, images[:0], batch_size=2).shape == (0,)
+    np.testing.assert_allclose(
+        outputs, predict_scores(model, images, batch_size=64), rtol=1e-5, equal_nan=True
+    )
+    assert predict_scores(model, images[:0], batch_size=2).shape == (0, 6)
     with pytest.raises(ModelError, match="uint8 images shaped"):
         predict_scores(model, images[0], batch_size=2)
     with pytest.raises(ModelError, match="uint8 images shaped"):
@@ -224,8 +228,8 @@ def test_score_frame_marks_unusable_rows_nan() -> None:
     heights = pd.Series([8, None, 8, 12], dtype="Int32")
     widths = pd.Series([8, None, 8, 12], dtype="Int32")
     scores = score_frame(model, images, heights, widths, batch_size=4)
-    assert np.isnan(scores[[1, 2]]).all()
-    assert scores[0] > 0.9 and scores[3] < 0.1  # two sizes in one batch both score
+    assert scores.shape == (4, 6) and np.isnan(scores[[1, 2]]).all()
+    assert scores[0, 0] > 0.9 and scores[3, 0] < 0.1  # two sizes in one batch both score
 
 
 def test_pack_and_load_cached(champion: dict[str, str], tmp_path: Path) -> None:
