@@ -24,7 +24,7 @@ from fakeface.score import (
     make_score_udf,
     score_columns,
 )
-from fakeface.score_summary import log_score_run, summarize_scores
+from fakeface.score_summary import log_score_run, read_scores, summarize_scores
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -117,7 +117,7 @@ def scored_ids(
     """
     from pyspark.sql import functions as F
 
-    from fakeface.storage import HadoopFS, partition_name, qualify
+    from fakeface.storage import HadoopFS, partition_name
 
     fs = HadoopFS(spark, output_path)
     names = sorted(
@@ -126,7 +126,7 @@ def scored_ids(
     if not names:
         return None
     base = output_path.rstrip("/")
-    existing = spark.read.parquet(*[qualify(f"{base}/{n}") for n in names])
+    existing = read_scores(spark, [f"{base}/{n}" for n in names])
     return (
         existing.where(
             (F.col("model_name") == resolved.name)
@@ -200,7 +200,7 @@ def run_score(
         staged = storage.stage_dataframe(out, output_path, run_date)
     finally:
         broadcast.destroy()
-    counts = summarize_scores(spark.read.parquet(storage.staged_uri(output_path, staged)))
+    counts = summarize_scores(read_scores(spark, storage.staged_uri(output_path, staged)))
     storage.commit_partition(spark, output_path, staged, run_date)
 
     seconds = time.monotonic() - started

@@ -58,6 +58,17 @@ def image_signature(shape: tuple[int, ...] = (-1, -1, -1, 3), dtype: str = "uint
     )
 
 
+def use_tests_experiment() -> None:
+    """The session store's `tests-models` experiment, its artifacts in the session's folder."""
+    import mlflow
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    if mlflow.get_experiment_by_name("tests-models") is None:
+        location = os.environ["FAKEFACE_TEST_ARTIFACTS"] + "/tests-models"
+        mlflow.create_experiment("tests-models", artifact_location=location)
+    mlflow.set_experiment("tests-models")
+
+
 def log_tiny_model(
     sign: float = 1.0,
     gain: float = 4.0,
@@ -69,11 +80,7 @@ def log_tiny_model(
 
     import mlflow
 
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    if mlflow.get_experiment_by_name("tests-models") is None:
-        location = os.environ["FAKEFACE_TEST_ARTIFACTS"] + "/tests-models"
-        mlflow.create_experiment("tests-models", artifact_location=location)
-    mlflow.set_experiment("tests-models")
+    use_tests_experiment()
     with mlflow.start_run() as run:
         info = mlflow.keras.log_model(
             tiny_model(sign, gain),
@@ -542,3 +549,250 @@ def test_job_killed_mid_write_then_rerun_is_exact(
     df = read_output(out)
     check_rows(df, champion, n_files=7)
     assert not df.duplicated(["path"]).any()
+
+
+# --------------------------------------------------------------------------- part models
+
+# The tiny part model's part scores (constant) and the thresholds it is registered with: nose
+# stays under its own cut although above the image's 0.5, mouth is over its own 0.3 although
+# under 0.5, so `parts_flagged` can only be right if each part is cut at its own threshold.
+PART_SCORES = {"left_eye": 0.9, "right_eye": 0.2, "nose": 0.6, "mouth": 0.4}
+PART_THRESHOLDS = {"left_eye": 0.5, "right_eye": 0.5, "nose": 0.7, "mouth": 0.3}
+PARTS_FLAGGED = "left_eye,mouth"
+
+
+def tiny_part_model(width: int = 6):
+    """uint8 (N, H, W, 3) -> (N, 6) MODEL_OUTPUTS: p_fake as `tiny_model`, constant part scores
+    (PART_SCORES), face_found exactly 1.0 where the green channel's mean is over 0.5, else 0.0.
+
+    `width` 3 keeps the first three columns: a model no scorer should accept.
+    """
+    import keras
+
+    from fakeface.models.layers import CastToFloat32
+
+    inputs = keras.Input((None, None, 3), dtype="uint8", name="image")
+    x = CastToFloat32(name="to_float32")(inputs)
+    x = keras.layers.Resizing(16, 16, name="resize")(x)
+    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    scores = keras.layers.Dense(5, activation="sigmoid", name="scores")
+    # hard_sigmoid of a large gain: exactly 0.0 or 1.0, as the face detector answers
+    face = keras.layers.Dense(1, activation="hard_sigmoid", name="face")
+    outputs = keras.layers.Concatenate(name="outputs")([scores(x), face(x)])
+    if width != 6:
+        outputs = keras.layers.Dense(width, name="wrong_width")(outputs)
+    model = keras.Model(inputs, outputs, name="tiny_parts")
+    logits = [np.log(p / (1 - p)) for p in PART_SCORES.values()]
+    kernel = np.zeros((3, 5), np.float32)
+    kernel[:, 0] = 4.0
+    scores.set_weights([kernel, np.array([-6.0, *logits], np.float32)])
+    face.set_weights([np.array([[0.0], [1000.0], [0.0]], np.float32), np.array([-500.0])])
+    return model
+
+
+def no_face(image: np.ndarray) -> np.ndarray:
+    """The image without its green channel: the tiny part model finds no face in it."""
+    out = image.copy()
+    out[..., 1] = 0
+    return out
+
+
+def test_predict_scores_takes_one_or_six_outputs_and_refuses_three() -> None:
+    from fakeface.outputs import MODEL_OUTPUTS
+    from fakeface.score import predict_scores
+
+    images = np.stack([bright(1), no_face(bright(2)), dark(1)])
+    outputs = predict_scores(tiny_part_model(), images, batch_size=2)
+    assert outputs.shape == (3, len(MODEL_OUTPUTS)) and outputs.dtype == np.float32
+    assert list(outputs[:, 5]) == [1.0, 0.0, 0.0]  # dark: green mean under 0.5 too
+    np.testing.assert_allclose(outputs[:, 1:5], [list(PART_SCORES.values())] * 3, rtol=1e-5)
+    assert outputs[0, 0] > 0.9 and outputs[2, 0] < 0.1
+    with pytest.raises(ModelError, match=r"returned shape \(2, 3\) for 2 images.*\(2, 6\)"):
+        predict_scores(tiny_part_model(width=3), images, batch_size=2)
+
+
+def test_settle_scores_nulls_parts_without_a_face_and_cuts_each_part_at_its_own() -> None:
+    import pandas as pd
+
+    from fakeface.outputs import PART_COLUMNS
+    from fakeface.score import SETTLED_COLUMNS, predict_scores, settle_scores
+
+    images = np.stack([bright(1), no_face(bright(2)), bright(3)])
+    outputs = predict_scores(tiny_part_model(), images, batch_size=4)
+    status = pd.Series(["ok", "ok", "error"])
+    error = pd.Series([None, None, "corrupt: broken"])
+    out = settle_scores(status, error, outputs, THRESHOLD, PART_THRESHOLDS)
+    assert list(out.columns) == SETTLED_COLUMNS
+    face, none, broken = (out.iloc[i] for i in range(3))
+    assert face.face_found is True and face.parts_flagged == PARTS_FLAGGED
+    assert [round(face[c], 5) for c in PART_COLUMNS] == list(PART_SCORES.values())
+    # No face found: P(fake) and the verdict still hold, the part scores do not.
+    assert none.status == "ok" and none.error is None and none.p_fake > 0.5 and none.is_fake
+    assert none.face_found is False and none.parts_flagged is None
+    assert all(none[c] is None for c in PART_COLUMNS)
+    assert broken.status == "error" and broken.error == "corrupt: broken"
+    assert broken.p_fake is None and broken.face_found is None and broken.parts_flagged is None
+    # Without part thresholds no part is flagged, but the row says its parts were judged.
+    assert settle_scores(status, error, outputs, THRESHOLD).parts_flagged[0] == ""
+    # A one-output model: the new columns are null on every row, the rest as before.
+    one = settle_scores(status, error, outputs[:, 0], THRESHOLD, PART_THRESHOLDS)
+    assert one[[*PART_COLUMNS, "face_found", "parts_flagged"]].isna().all().all()
+    assert list(one.status) == ["ok", "ok", "error"] and one.is_fake[0] is True
+
+
+def log_part_model(cfg, name: str) -> str:
+    """The tiny part model logged and registered by the training code; returns its version."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from fakeface.train import log_and_register_model
+
+    use_tests_experiment()
+    cfg.mlflow.registered_model = name
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"], os.environ["MLFLOW_TRACKING_URI"])
+    with mlflow.start_run() as run:
+        return log_and_register_model(
+            cfg,
+            client,
+            tiny_part_model(),
+            cfg.train.variant,
+            THRESHOLD,
+            {"accuracy": 1.0},
+            32,
+            run.info.run_id,
+            example_image=bright(4, 32),
+            part_thresholds=PART_THRESHOLDS,
+        )
+
+
+@pytest.fixture(scope="module")
+def part_champion(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The tiny part model, registered by `train.log_and_register_model` with part thresholds."""
+    from fakeface.config import load_config
+
+    root = tmp_path_factory.mktemp("parts")
+    cfg = load_config(PROJECT_ROOT / "conf" / "local.yaml", [], project_root=root)
+    name = "score-parts"
+    version = log_part_model(cfg, name)
+    return {"name": name, "version": version, "uri": f"models:/{name}/{version}"}
+
+
+def test_part_thresholds_travel_in_tags_and_in_the_folder(part_champion, tmp_path: Path) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from fakeface.registry import resolve_model
+    from fakeface.serving import read_settings
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"], os.environ["MLFLOW_TRACKING_URI"])
+    resolved = resolve_model(client, part_champion["uri"])
+    assert resolved.part_thresholds == PART_THRESHOLDS
+    assert resolved.tags["threshold_nose"] == repr(PART_THRESHOLDS["nose"])
+    folder = mlflow.artifacts.download_artifacts(part_champion["uri"], dst_path=str(tmp_path))
+    assert read_settings(Path(folder) / "data").part_thresholds == PART_THRESHOLDS
+    # An old model: no part tags, no part thresholds.
+    uri, run_id = log_tiny_model()
+    old = register_version(uri, "score-parts-old", run_id)
+    assert resolve_model(client, f"models:/score-parts-old/{old}").part_thresholds == {}
+    client.set_model_version_tag("score-parts-old", old, "threshold_nose", "high")
+    with pytest.raises(ModelError, match="non-numeric tag 'threshold_nose'"):
+        resolve_model(client, f"models:/score-parts-old/{old}")
+
+
+@pytest.fixture
+def face_drop(tmp_path: Path) -> Path:
+    """A night's drop for the part model: faces, images without one, and a broken file."""
+    root = tmp_path / "face_drop"
+    write(root / "face_bright.png", encode(bright(1), "PNG"))
+    write(root / "face_dark.png", encode(dark(1) | np.array([0, 200, 0], np.uint8), "PNG"))
+    write(root / "noface_bright.png", encode(no_face(bright(2)), "PNG"))
+    write(root / "noface_dark.png", encode(dark(2), "PNG"))
+    write(root / "broken.jpg", b"not an image")
+    return root
+
+
+def test_part_model_scores_nightly_like_the_served_model(
+    spark, score_cfg, part_champion, face_drop: Path, tmp_path: Path
+) -> None:
+    import mlflow
+    import pandas as pd
+
+    from fakeface.ingest import run_ingest
+    from fakeface.outputs import PART_COLUMNS
+    from fakeface.score import OUTPUT_COLUMNS
+    from fakeface.score_run import run_score
+    from fakeface.serving import _load_pyfunc
+
+    out = tmp_path / "scores"
+    summary = run_score(
+        spark, score_cfg, str(face_drop), str(out), "2026-02-12", part_champion["uri"]
+    )
+    schema = pads.dataset(str(out / "run_date=2026-02-12"), format="parquet").schema
+    assert schema.names == OUTPUT_COLUMNS
+    types = {f.name: str(f.type) for f in schema}
+    assert types["p_nose"] == "float" and types["face_found"] == "bool"
+    assert types["parts_flagged"] == "string"
+    rows = by_name(read_output(out))
+    for name in ("face_bright.png", "face_dark.png"):
+        row = rows[name]
+        assert row.status == "ok" and row.face_found is True, name
+        assert row.parts_flagged == PARTS_FLAGGED, name
+        assert [round(getattr(row, c), 5) for c in PART_COLUMNS] == list(PART_SCORES.values())
+    for name in ("noface_bright.png", "noface_dark.png"):
+        row = rows[name]
+        assert row.status == "ok" and row.error is None and row.p_fake is not None, name
+        assert row.face_found is False and row.parts_flagged is None, name
+        assert all(getattr(row, c) is None or np.isnan(getattr(row, c)) for c in PART_COLUMNS)
+    assert rows["noface_bright.png"].is_fake is True and rows["face_dark.png"].is_fake is False
+    broken = rows["broken.jpg"]
+    assert broken.status == "error" and broken.face_found is None and broken.parts_flagged is None
+    assert summary["no_face"] == 2
+    assert summary["parts_flagged"] == {"left_eye": 2, "right_eye": 0, "nose": 0, "mouth": 2}
+
+    # The ingested path (pandas UDF) answers the same rows as the raw-files path.
+    lake = tmp_path / "lake"
+    run_ingest(spark, score_cfg, str(face_drop), str(lake), "2026-02-12", labeled=False)
+    run_score(spark, score_cfg, str(lake), str(tmp_path / "s2"), "2026-02-12", part_champion["uri"])
+    ingested = read_output(tmp_path / "s2").set_index("image_id")
+    nightly = read_output(out).set_index("image_id").loc[ingested.index]
+    columns = ["status", "is_fake", "face_found", "parts_flagged"]
+    pd.testing.assert_frame_equal(ingested[columns], nightly[columns])
+    # The served model (its pyfunc, same folder): same rows, column for column.
+    folder = mlflow.artifacts.download_artifacts(part_champion["uri"], dst_path=str(tmp_path / "m"))
+    files = sorted(face_drop.iterdir())
+    served = _load_pyfunc(str(Path(folder) / "data")).predict(
+        pd.DataFrame({"content": [f.read_bytes() for f in files]})
+    )
+    want = read_output(out)
+    want.index = [p.rsplit("/", 1)[-1] for p in want.path]
+    want = want.loc[[f.name for f in files]]
+    for column in served.columns.drop("p_fake"):
+        assert served[column].tolist() == want[column].replace({np.nan: None}).tolist(), column
+    np.testing.assert_allclose(served.p_fake.astype(float), want.p_fake.astype(float), rtol=1e-6)
+
+
+def test_a_three_output_model_is_refused_before_scoring(
+    spark, score_cfg, face_drop: Path, tmp_path: Path
+) -> None:
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    from fakeface.score_run import run_score
+
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("uint8"), (-1, -1, -1, 3), "image")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 3))]),
+    )
+    uri, run_id = log_tiny_model(signature=signature)
+    version = register_version(uri, "score-three", run_id)
+    with pytest.raises(ModelError, match=r"outputs \(N, 3\); scoring needs .*\(N, 1\).*\(N, 6\)"):
+        run_score(
+            spark,
+            score_cfg,
+            str(face_drop),
+            str(tmp_path / "o"),
+            "2026-02-13",
+            f"models:/score-three/{version}",
+        )
+    assert not (tmp_path / "o").exists()
