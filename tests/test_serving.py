@@ -31,6 +31,8 @@ from tests.conftest import PROJECT_ROOT, encode
 from tests.faults import free_port
 from tests.test_train import ingested, train_cfg  # noqa: F401  (32 images at 48 px)
 
+# The part model's columns of a served row, after image_id, p_fake, is_fake, status, error.
+PART_ROW = ["p_left_eye", "p_right_eye", "p_nose", "p_mouth", "face_found", "parts_flagged"]
 MODEL_NAME = "served"
 CHAMPION_URI = f"models:/{MODEL_NAME}@champion"
 RUN_DATE = "2026-03-01"
@@ -100,7 +102,8 @@ def test_score_contents_keeps_every_row_in_order_with_a_status() -> None:
         dtype=object,
     )
     out = score_contents(tiny_model(), contents, tiny_settings())
-    assert list(out.columns) == ["image_id", "p_fake", "is_fake", "status", "error"]
+    assert list(out.columns) == ["image_id", "p_fake", "is_fake", "status", "error", *PART_ROW]
+    assert out[PART_ROW].isna().all().all()  # a one-output model judges no part
     assert len(out) == len(contents)
     assert list(out.status) == ["ok"] + ["error"] * 5 + ["ok"] + ["error"] * 3
     kinds = [e.split(":")[0] if isinstance(e, str) else None for e in out.error]
@@ -130,6 +133,22 @@ def test_threshold_decides_is_fake_and_text_is_read_as_base64() -> None:
     assert low.image_id[0] == low.image_id[1] == low.image_id[2] == low.image_id[3]
     assert low.is_fake[0] is True and high.is_fake[0] is False
     assert low.status[4] == "error" and low.error[4].startswith("not_an_image")
+
+
+def test_a_part_model_answers_its_parts_at_the_folder_thresholds() -> None:
+    from dataclasses import replace
+
+    from fakeface.serving import pyfunc_signature, score_contents
+    from tests.test_score import PART_THRESHOLDS, PARTS_FLAGGED, bright, no_face, tiny_part_model
+
+    contents = pd.Series([encode(bright(1), "PNG"), encode(no_face(bright(2)), "PNG"), b"x"])
+    settings = replace(tiny_settings(), part_thresholds=PART_THRESHOLDS)
+    out = score_contents(tiny_part_model(), contents, settings)
+    assert [c.name for c in pyfunc_signature().outputs.inputs] == list(out.columns)
+    assert out.face_found.tolist() == [True, False, None]
+    assert out.parts_flagged.tolist() == [PARTS_FLAGGED, None, None]
+    assert out.p_nose[0] == pytest.approx(0.6, abs=1e-5) and out.p_nose[1:].isna().all()
+    assert out.status.tolist() == ["ok", "ok", "error"] and out.is_fake[1] is True
 
 
 def test_a_frame_without_content_is_refused_naming_the_column() -> None:
@@ -241,6 +260,8 @@ def _check_like_nightly(champion: dict[str, Any], rows: list[dict[str, Any]]) ->
         want = nightly.loc[name]
         assert row["status"] == want.status, (name, row, want.error)
         assert row["image_id"] == want.image_id, name
+        for column in ("face_found", "parts_flagged"):  # null for this one-output model
+            assert row[column] is None and pd.isna(want[column]), (name, column)
         if want.status == "ok":
             assert abs(row["p_fake"] - float(want.p_fake)) <= 1e-5, (name, row, want.p_fake)
             assert row["is_fake"] == bool(want.is_fake), name
