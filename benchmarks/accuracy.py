@@ -16,9 +16,14 @@
    on the fold's training side and cuts its evaluation images into 5 equal bands; AUC within
    each band, averaged by band size. Its own AUC is printed: what pose alone would score.
 
+A third copy, `unseen`, is a re-encode at a setting the part recipe's training
+augmentation never uses (`fakeface.reencode.UNSEEN_SETTING`: 448 px, quality 60, 4:2:2),
+made from the original copy's pixels of each fold's evaluation images.
+
 Prints, per copy, per fold and mean +- std: accuracy, AUC, pose-balanced AUC, recall per
 level, reals kept, epochs and minutes; then pooled out-of-fold figures with bootstrap 95%
-intervals.
+intervals; then, for a part model, each part's AUC against its flag over all images (reals
+count as 0) and within fakes only, per copy.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from benchmarks.common import (
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real-and-fake-face-600"
-COPIES = ("original", "reencoded")
+COPIES = ("original", "reencoded", "unseen")
 
 
 def copy_metrics(y, scores, threshold, levels, propensity) -> dict[str, float]:
@@ -75,9 +80,11 @@ def main() -> int:
     from fakeface.config import load_config
     from fakeface.ingest import read_ingested, run_ingest
     from fakeface.metrics import bootstrap_interval, pose_propensity, roc_auc
-    from fakeface.reencode import reencode_tree
+    from fakeface.outputs import PART_NAMES
+    from fakeface.reencode import UNSEEN_SETTING, reencode_pixels, reencode_tree
+    from fakeface.selfblend import parse_region_flags
     from fakeface.spark import build_spark_session
-    from fakeface.train import predict, resolve_variants, run_train
+    from fakeface.train import predict_outputs, resolve_variants, run_train
 
     setup_logging()
     store = BENCH_DIR / "accuracy" / data_dir.name
@@ -124,10 +131,14 @@ def main() -> int:
 
     key_of = {i: relative_key(p) for i, p in zip(meta.image_id, meta.path, strict=True)}
     re_pixels = {key: row[1] for key, row in lake_pixels(lakes["reencoded"]).items()}
+    orig_pixels = {key: row[1] for key, row in lake_pixels(lakes["original"]).items()}
     all_ids = set(meta.image_id)
     labels_of = dict(zip(result.predictions.image_id, result.predictions.label, strict=True))
     fold_rows: dict[str, list[list]] = {c: [] for c in COPIES}
-    pooled: dict[str, dict[str, list]] = {c: {"y": [], "s": [], "lv": [], "p": []} for c in COPIES}
+    pooled: dict[str, dict[str, list]] = {
+        c: {"y": [], "s": [], "lv": [], "p": [], "parts": [], "flags": []} for c in COPIES
+    }
+    part_rows: dict[str, list[list]] = {c: [] for c in COPIES}
     nuisance_aucs = []
     for k, fold in enumerate(result.fold_results):
         pred = fold.predictions
@@ -139,11 +150,35 @@ def main() -> int:
         propensity = pose_propensity(train_x, train_y, eval_x, seed=cfg.train.seed)
         y = pred.label.to_numpy()
         nuisance_aucs.append(roc_auc(y, propensity))
-        images = np.stack([re_pixels[key_of[i]] for i in eval_ids])
-        scores = {
-            "original": pred.p_fake.to_numpy(),
-            "reencoded": predict(fold.model, images, cfg.train.batch_size),
+        batch = cfg.train.batch_size
+        outputs = {
+            "original": predict_outputs(
+                fold.model, np.stack([orig_pixels[key_of[i]] for i in eval_ids]), batch
+            ),
+            "reencoded": predict_outputs(
+                fold.model, np.stack([re_pixels[key_of[i]] for i in eval_ids]), batch
+            ),
+            "unseen": predict_outputs(
+                fold.model,
+                np.stack(
+                    [reencode_pixels(orig_pixels[key_of[i]], **UNSEEN_SETTING) for i in eval_ids]
+                ),
+                batch,
+            ),
         }
+        scores = {copy: out[:, 0] for copy, out in outputs.items()}
+        flags = parse_region_flags(pred.regions.to_numpy()) * y[:, None]
+        for copy in COPIES:
+            parts = outputs[copy][:, 1:5]
+            pooled[copy]["parts"].append(parts)
+            pooled[copy]["flags"].append(flags)
+            if np.isfinite(parts).any():
+                fake = y == 1
+                part_rows[copy].append(
+                    [k]
+                    + [roc_auc(flags[:, j], parts[:, j]) for j in range(len(PART_NAMES))]
+                    + [roc_auc(flags[fake, j], parts[fake, j]) for j in range(len(PART_NAMES))]
+                )
         for copy in COPIES:
             m = copy_metrics(y, scores[copy], fold.threshold, list(pred.level), propensity)
             fold_rows[copy].append(
@@ -209,6 +244,27 @@ def main() -> int:
                 f"{k} {m.get('accuracy_' + k, float('nan')):.3f}" for k in ("easy", "mid", "hard")
             )
             + f"; real kept {m.get('accuracy_real', float('nan')):.3f}"
+        )
+    for copy in COPIES:
+        rows = part_rows[copy]
+        if not rows:
+            continue
+        values = np.array([r[1:] for r in rows], dtype=float)
+        mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+        rows.append(["mean ± std", *[f"{a:.3f} ± {s:.3f}" for a, s in zip(mean, std, strict=True)]])
+        parts = np.concatenate(pooled[copy]["parts"])
+        flags = np.concatenate(pooled[copy]["flags"])
+        fake = np.concatenate(pooled[copy]["y"]) == 1
+        rows.append(
+            ["pooled"]
+            + [f"{roc_auc(flags[:, j], parts[:, j]):.3f}" for j in range(len(PART_NAMES))]
+            + [f"{roc_auc(flags[fake, j], parts[fake, j]):.3f}" for j in range(len(PART_NAMES))]
+        )
+        print_table(
+            f"{variants[0]}, each part's AUC against its flag, {copy} copy: all images (reals"
+            " count as 0) | fakes only",
+            ["fold", *(f"{n} all" for n in PART_NAMES), *(f"{n} fakes" for n in PART_NAMES)],
+            rows,
         )
     print(
         f"\npose-only model (4 mesh numbers, gradient boosting, fitted per fold): AUC "

@@ -83,6 +83,9 @@ class TrainSettings:
     shuffle_buffer: int = 512
     gradcam_examples: int = 3
     register: bool = True
+    # part recipe only: random platform re-encodes of each training image added to the
+    # part heads' training rows (fakeface.reencode.random_reencode); 0: originals only
+    part_reencodes: int = 0
 
 
 @dataclass
@@ -324,6 +327,7 @@ def validate_config(cfg: Config) -> None:
         (cfg.train.batch_size >= 1, "train.batch_size must be at least 1"),
         (cfg.train.folds >= 1, "train.folds must be at least 1"),
         (cfg.train.max_minutes >= 0, "train.max_minutes must be 0 (no limit) or positive"),
+        (cfg.train.part_reencodes >= 0, "train.part_reencodes must be 0 or positive"),
         (0 < cfg.train.eval_fraction < 1, "train.eval_fraction must be between 0 and 1"),
         (0 < cfg.train.val_fraction < 1, "train.val_fraction must be between 0 and 1"),
         (cfg.train.learning_rate > 0, "train.learning_rate must be positive"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 PLATFORM_SIZE = 512
@@ -50,3 +51,43 @@ def reencode_tree(src_dir: str | Path, dst_dir: str | Path, suffixes: tuple[str,
             tmp.replace(target)
         n += 1
     return n
+
+
+# Training-time re-encodes of the part recipe (fakeface.models.part_heads): a range of sizes,
+# qualities and chroma subsampling, so the part heads learn what survives a platform's
+# re-save. The accuracy benchmark also scores one setting outside these ranges
+# (UNSEEN_SETTING: quality 60, 4:2:2), which training never sees.
+AUGMENT_SIZES = (320, 640)  # long side, px (uniform)
+AUGMENT_QUALITIES = (70, 95)  # JPEG quality (uniform, inclusive)
+AUGMENT_SUBSAMPLING = (0, 2)  # PIL: 0 = 4:4:4, 2 = 4:2:0
+UNSEEN_SETTING = {"size": 448, "quality": 60, "subsampling": 1}  # 1 = 4:2:2
+
+
+def reencode_pixels(rgb: np.ndarray, size: int, quality: int, subsampling: int) -> np.ndarray:
+    """A uint8 (H, W, 3) image re-saved as a JPEG `size` px on its long side, decoded back
+    to (H, W) the way the scoring job decodes it (bilinear to the model's size)."""
+    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    small = image.resize(
+        (max(1, round(w * scale)), max(1, round(h * scale))),
+        Image.Resampling.BILINEAR,
+        reducing_gap=None,
+    )
+    out = io.BytesIO()
+    small.save(out, format="JPEG", quality=int(quality), subsampling=int(subsampling))
+    with Image.open(io.BytesIO(out.getvalue())) as decoded:
+        back = decoded.convert("RGB")
+    if back.size != (w, h):
+        back = back.resize((w, h), Image.Resampling.BILINEAR)
+    return np.asarray(back, dtype=np.uint8)
+
+
+def random_reencode(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`reencode_pixels` at a size, quality and subsampling drawn from the training ranges."""
+    return reencode_pixels(
+        rgb,
+        int(rng.integers(AUGMENT_SIZES[0], AUGMENT_SIZES[1] + 1)),
+        int(rng.integers(AUGMENT_QUALITIES[0], AUGMENT_QUALITIES[1] + 1)),
+        int(rng.choice(AUGMENT_SUBSAMPLING)),
+    )

@@ -24,6 +24,7 @@ import pandas as pd
 from fakeface import split as splits
 from fakeface.errors import FakefaceError, InputError
 from fakeface.metrics import LEVEL_KEYS, calibrated_threshold, classification_metrics
+from fakeface.outputs import PART_COLUMNS
 
 if TYPE_CHECKING:
     import keras
@@ -54,6 +55,8 @@ class VariantResult:
     # The fitted Keras model, in memory only: lets a benchmark score other copies of the
     # evaluation images (e.g. a re-encode) with each fold's model. Never logged from here.
     model: Any = field(default=None, repr=False)
+    # A part model's per-part thresholds (part -> threshold); empty for one-output models.
+    part_thresholds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -332,6 +335,16 @@ def fit_variant(
         # The region head trains beside the score unit; `model` (one output) is what is kept.
         fitted = with_region_head(model) if region_weight > 0 else model
     batch = batch_size if batch_size is not None else cfg.train.batch_size
+    if spec.part_heads:
+        from fakeface.part_training import fit_part_model
+
+        # Kernel machines on fixed features, one per part, solved exactly on part labels.
+        train = feed.collect_numpy(train_converter)
+        _, history = fit_part_model(
+            model, train, val, cfg.train.part_reencodes, cfg.train.seed, spec.input_size
+        )
+        mlflow.log_metrics({k: v[0] for k, v in history.items() if math.isfinite(v[0])}, step=0)
+        return model, history
     if kernel_layers(model) or part_layers(model):
         # Kernel machines keep training examples as prototypes, part statistics the training
         # mean for faces the mesh misses: both are set from the training split before fitting.
@@ -557,8 +570,16 @@ def train_one(
                 batch_size,
             )
             batch = cfg.train.batch_size
-            threshold = calibrated_threshold(val["label"], predict(model, val["image"], batch))
-            scores = predict(model, evaluation["image"], batch)
+            val_outputs = predict_outputs(model, val["image"], batch)
+            threshold = calibrated_threshold(val["label"], val_outputs[:, 0])
+            eval_outputs = predict_outputs(model, evaluation["image"], batch)
+            scores = eval_outputs[:, 0]
+            thresholds_by_part = None
+            if np.isfinite(val_outputs[:, 1:]).any():  # a part model: each part's own cut
+                from fakeface.part_training import part_thresholds
+
+                thresholds_by_part = part_thresholds(val_outputs, val["regions"], val["label"])
+                mlflow.log_metrics({f"threshold_{k}": v for k, v in thresholds_by_part.items()})
             metrics = classification_metrics(
                 evaluation["label"], scores, threshold, list(evaluation["level"])
             )
@@ -577,6 +598,7 @@ def train_one(
                     image_size,
                     run.info.run_id,
                     example_image=_example_image(image_size, cfg.train.seed),
+                    part_thresholds=thresholds_by_part,
                 )
             result = VariantResult(
                 variant=variant,
@@ -595,8 +617,14 @@ def train_one(
                         "level": evaluation["level"],
                         "p_fake": scores,
                         "threshold": threshold,
+                        "regions": [
+                            r.decode() if isinstance(r, bytes) else str(r)
+                            for r in evaluation["regions"]
+                        ],
+                        **{column: eval_outputs[:, 1 + k] for k, column in enumerate(PART_COLUMNS)},
                     }
                 ),
+                part_thresholds=thresholds_by_part or {},
             )
             mlflow.log_metric("train_seconds", result.seconds)
             mlflow.log_metric("epochs_run", result.epochs_run)

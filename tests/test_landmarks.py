@@ -96,5 +96,17 @@ def test_a_detection_the_mesh_model_cannot_fit_is_no_face(mesher: FaceMesher, mo
     from fakeface.synth import render_face
 
     pixels, _ = render_face(np.random.default_rng(0), 256)
-    monkeypatch.setattr(mesher, "_landmarks", lambda image, roi: [])
+    assert mesher.mesh(Image.fromarray(pixels)) is not None
+    model = mesher._landmarks
+    real_get = model.interpreter.get_tensor
+
+    class Unsure:  # the mesh model's face flag says "no face in this crop"
+        def get_tensor(self, index):
+            return np.full((1, 1, 1, 1), -10.0) if index == model.face_index else real_get(index)
+
+        def __getattr__(self, name):
+            return getattr(real_interpreter, name)
+
+    real_interpreter = model.interpreter
+    monkeypatch.setattr(model, "interpreter", Unsure())
     assert mesher.mesh(Image.fromarray(pixels)) is None

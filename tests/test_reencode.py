@@ -58,3 +58,18 @@ def test_reencode_tree_mirrors_the_layout_and_skips_other_files(tmp_path) -> Non
     assert written == ["training_fake/easy_1_1000.jpg", "training_real/real_00001.JPG"]
     again = (dst / "training_fake" / "easy_1_1000.jpg").read_bytes()
     assert again == platform_reencode((src / "training_fake" / "easy_1_1000.jpg").read_bytes())
+
+
+def test_reencode_pixels_keeps_the_shape_and_changes_the_bytes() -> None:
+    import numpy as np
+
+    from fakeface.reencode import UNSEEN_SETTING, random_reencode, reencode_pixels
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (120, 100, 3), dtype=np.uint8)
+    out = reencode_pixels(image, **UNSEEN_SETTING)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - image).mean() > 5  # q60 of noise is far from the noise
+    a = random_reencode(image, np.random.default_rng(1))
+    b = random_reencode(image, np.random.default_rng(1))
+    np.testing.assert_array_equal(a, b)

@@ -20,6 +20,7 @@ from keras import layers
 from fakeface.errors import ModelError
 from fakeface.models.augment import DEFAULT_AUGMENTATION_PROBS, build_augmenter
 from fakeface.models.layers import CaffePreprocess, CastToFloat32
+from fakeface.models.part_model import PART_SIZE, part_heads_outputs
 from fakeface.models.parts import FacePartStatistics
 from fakeface.models.texture import (
     GradientOrientationHistogram,
@@ -46,6 +47,10 @@ class Variant:
     learning_rate_scale: float = 1.0  # multiplies train.learning_rate for this variant
     # Kernel heads solved exactly (texture.fit_kernel_heads) instead of by SGD epochs.
     exact_head: bool = False
+    # The body reads the raw uint8 input itself (no cast, resize or augmentation in front):
+    # the part recipe measures the pixels as decoded. Its heads are fitted by
+    # fakeface.part_training with part labels; the output is (N, 6) (fakeface.outputs).
+    part_heads: bool = False
 
 
 VARIANTS: dict[str, Variant] = {}
@@ -62,6 +67,7 @@ def register_variant(
     region_weight: float = 0.0,
     learning_rate_scale: float = 1.0,
     exact_head: bool = False,
+    part_heads: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``body(x, *, weights)`` as variant ``name``."""
 
@@ -79,6 +85,7 @@ def register_variant(
             float(region_weight),
             float(learning_rate_scale),
             bool(exact_head),
+            bool(part_heads),
         )
         return body
 
@@ -126,6 +133,10 @@ def build_model(
         augment = DEFAULT_AUGMENTATION_PROBS
 
     inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name="image")
+    if spec.part_heads:
+        if augment:
+            raise ValueError(f"variant {variant!r} takes no in-graph augmentation")
+        return keras.Model(inputs, spec.body(inputs, weights=weights), name=f"fakeface_{variant}")
     x = CastToFloat32(name="to_float32")(inputs)
     x = layers.Resizing(spec.input_size, spec.input_size, name="resize", dtype="float32")(x)
     if augment:
@@ -328,6 +339,20 @@ def _part_texture(x, *, weights: str):
     small = layers.Resizing(160, 160, name="texture_resize", dtype="float32")(x)
     logit = layers.Add(name="logit")([part_logit, _texture_kernel_logit(small)])
     return layers.Activation("sigmoid", dtype="float32", name="score")(logit)
+
+
+@register_variant(
+    "part_heads",
+    input_size=PART_SIZE,
+    part_heads=True,
+    description="face mesh -> each part (eyes, nose, mouth) against its own photo at 600 px ->"
+    " one RBF kernel machine per part on its own flag -> noisy-OR; outputs P(fake) and the"
+    " four part scores",
+)
+def _part_heads(pixels, *, weights: str):
+    # research/accuracy/part_heads_probe.py and README "Accuracy": per-part heads with
+    # re-encode augmentation in training, against one model per photo.
+    return part_heads_outputs(pixels)
 
 
 @register_variant(
