@@ -111,7 +111,9 @@ class FaceMesher:
             return None
         face = max(faces, key=lambda d: d.bbox.width * d.bbox.height)
         roi = face_detection_to_roi(face, thumb.size).scaled((w, h))
-        return self._fit_mesh(image, roi.x_center, roi.y_center, roi.width, roi.height, roi.rotation)
+        return self._fit_mesh(
+            image, roi.x_center, roi.y_center, roi.width, roi.height, roi.rotation
+        )
 
     def _fit_mesh(self, image, cx: float, cy: float, rw: float, rh: float, angle: float):
         """The mesh model on the rotated ROI (pixels), its points back in image pixels."""
