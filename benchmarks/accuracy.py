@@ -65,6 +65,13 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--variant", default=None, help="default: the production recipe")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--save-predictions",
+        default=None,
+        metavar="CSV",
+        help="write every out-of-fold score (each copy, the fold's threshold and pose"
+        " propensity) here, to combine models on the same folds afterwards",
+    )
     args = parser.parse_args()
     data_dir = Path(args.data_dir).resolve()
     if not data_dir.is_dir():
@@ -74,13 +81,14 @@ def main() -> int:
     print(machine_line())
 
     import numpy as np
+    import pandas as pd
 
     from fakeface import registry
     from fakeface.cli import setup_logging
     from fakeface.config import load_config
     from fakeface.ingest import read_ingested, run_ingest
     from fakeface.metrics import bootstrap_interval, pose_propensity, roc_auc
-    from fakeface.outputs import PART_NAMES
+    from fakeface.outputs import MODEL_OUTPUTS, PART_NAMES
     from fakeface.reencode import UNSEEN_SETTING, reencode_pixels, reencode_tree
     from fakeface.selfblend import parse_region_flags
     from fakeface.spark import build_spark_session
@@ -139,6 +147,7 @@ def main() -> int:
         c: {"y": [], "s": [], "lv": [], "p": [], "parts": [], "flags": []} for c in COPIES
     }
     part_rows: dict[str, list[list]] = {c: [] for c in COPIES}
+    saved: list[pd.DataFrame] = []
     nuisance_aucs = []
     for k, fold in enumerate(result.fold_results):
         pred = fold.predictions
@@ -167,6 +176,22 @@ def main() -> int:
             ),
         }
         scores = {copy: out[:, 0] for copy, out in outputs.items()}
+        for copy, out in outputs.items():
+            saved.append(
+                pd.DataFrame(
+                    {
+                        "key": [key_of[i] for i in eval_ids],
+                        "fold": k,
+                        "copy": copy,
+                        "label": y,
+                        "level": list(pred.level),
+                        "regions": list(pred.regions),
+                        "threshold": fold.threshold,
+                        "propensity": propensity,
+                        **{col: out[:, j] for j, col in enumerate(MODEL_OUTPUTS)},
+                    }
+                )
+            )
         flags = parse_region_flags(pred.regions.to_numpy()) * y[:, None]
         for copy in COPIES:
             parts = outputs[copy][:, 1:5]
@@ -266,6 +291,9 @@ def main() -> int:
             ["fold", *(f"{n} all" for n in PART_NAMES), *(f"{n} fakes" for n in PART_NAMES)],
             rows,
         )
+    if args.save_predictions:
+        pd.concat(saved, ignore_index=True).to_csv(args.save_predictions, index=False)
+        print(f"\nout-of-fold scores written to {args.save_predictions}")
     print(
         f"\npose-only model (4 mesh numbers, gradient boosting, fitted per fold): AUC "
         f"{np.mean(nuisance_aucs):.3f} ± {np.std(nuisance_aucs):.3f}"
