@@ -591,6 +591,8 @@ def write_evaluation_artifacts(
     paths: Sequence[Any],
     gradcam_examples: int = 3,
     regions: Sequence[str | None] | None = None,
+    part_scores: np.ndarray | None = None,
+    part_thresholds: Mapping[str, float] | None = None,
 ) -> list[Path]:
     """Write all evaluation plots, per-level Grad-CAM overlays and predictions.csv; return paths.
 
@@ -614,7 +616,30 @@ def write_evaluation_artifacts(
         plot_confident_grid(images, y, s, threshold, out / "confident_grid.png"),
     ]
     fake_levels = [lv for lv in (*FAKE_LEVELS, "unknown") if (keys == lv).any()]
-    if model is not None and gradcam_examples > 0 and not has_spatial_map(model):
+    if part_scores is not None and part_thresholds and gradcam_examples > 0:
+        # A part model explains itself by its part scores: the parts it marks, per level.
+        from fakeface.part_pictures import plot_part_verdicts
+
+        for level in fake_levels:
+            idx = np.flatnonzero(keys == level)
+            idx = idx[np.argsort(-s[idx], kind="mergesort")][:gradcam_examples]
+            titles = [
+                gradcam_title(paths[i], image_ids[i], s[i], level, _flags(paths[i], regions, i))
+                for i in idx
+            ]
+            try:
+                written.append(
+                    plot_part_verdicts(
+                        np.asarray(images)[idx],
+                        np.asarray(part_scores)[idx],
+                        part_thresholds,
+                        titles,
+                        out / f"parts_{level}.png",
+                    )
+                )
+            except Exception:
+                log.warning("part picture for level %s failed; skipping it", level, exc_info=True)
+    elif model is not None and gradcam_examples > 0 and not has_spatial_map(model):
         # e.g. part_seams: statistics of mesh-placed parts, no map for Grad-CAM to weigh
         log.info("%s has no spatial feature map: no Grad-CAM pictures", model.name)
     elif model is not None and gradcam_examples > 0:

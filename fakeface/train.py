@@ -585,7 +585,16 @@ def train_one(
             )
             mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items() if math.isfinite(v)})
             mlflow.log_metric("threshold", threshold)
-            _log_artifacts(cfg, model, evaluation, scores, threshold, history, tagged_paths(meta))
+            _log_artifacts(
+                cfg,
+                model,
+                evaluation,
+                eval_outputs,
+                threshold,
+                history,
+                tagged_paths(meta),
+                thresholds_by_part,
+            )
             version = None
             if register:
                 version = log_and_register_model(
@@ -643,13 +652,15 @@ def _log_artifacts(
     cfg: Config,
     model: keras.Model,
     evaluation: dict[str, np.ndarray],
-    scores: np.ndarray,
+    outputs: np.ndarray,
     threshold: float,
     history: dict[str, list[float]],
     paths: dict[str, str],
+    part_thresholds: dict[str, float] | None = None,
 ) -> None:
     import mlflow
 
+    scores = outputs[:, 0]
     with tempfile.TemporaryDirectory() as tmp:
         try:
             from fakeface.evaluate import write_evaluation_artifacts
@@ -666,6 +677,11 @@ def _log_artifacts(
                 image_ids=list(evaluation["image_id"]),
                 paths=[paths.get(i, "") for i in evaluation["image_id"]],
                 gradcam_examples=cfg.train.gradcam_examples,
+                regions=[
+                    r.decode() if isinstance(r, bytes) else str(r) for r in evaluation["regions"]
+                ],
+                part_scores=outputs[:, 1:5] if part_thresholds else None,
+                part_thresholds=part_thresholds,
             )
         except Exception as exc:  # pictures must never cost a trained model
             log.warning("could not draw evaluation artifacts: %s", exc)

@@ -105,3 +105,38 @@ def test_reencoded_copies_are_seeded(split) -> None:
     assert a.shape[:2] == (2, 3)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a[:, 0], a[:, 1])  # a re-encode is not the original
+
+
+def test_a_part_is_marked_only_above_its_own_threshold() -> None:
+    from fakeface.part_pictures import flagged_parts
+
+    scores = np.array([[0.5, 0.2, 0.9, np.nan], [0.1, 0.1, 0.1, 0.1]])
+    thresholds = {"left_eye": 0.4, "right_eye": 0.1, "nose": 0.95, "mouth": 0.0}
+    assert flagged_parts(scores, thresholds) == [["left_eye", "right_eye"], ["right_eye", "mouth"]]
+
+
+def test_evaluation_pictures_of_a_part_model_mark_its_parts(fitted, split, tmp_path) -> None:
+    from fakeface.evaluate import write_evaluation_artifacts
+    from fakeface.part_training import part_thresholds
+
+    model, _, _ = fitted
+    _, val = split
+    out = np.asarray(model.predict(val["image"], verbose=0))
+    written = write_evaluation_artifacts(
+        tmp_path,
+        model=model,
+        images=val["image"],
+        y_true=val["label"],
+        scores=out[:, 0],
+        threshold=0.5,
+        levels=["easy" if y else None for y in val["label"]],
+        history=None,
+        image_ids=[f"id{i}" for i in range(len(out))],
+        paths=["" for _ in out],
+        gradcam_examples=2,
+        regions=list(val["regions"]),
+        part_scores=out[:, 1:5],
+        part_thresholds=part_thresholds(out, val["regions"], val["label"]),
+    )
+    picture = tmp_path / "parts_easy.png"
+    assert picture in written and picture.stat().st_size > 10_000
