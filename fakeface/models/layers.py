@@ -798,5 +798,6 @@ class AugmentationPipeline(keras.layers.Layer):
 
 # The texture descriptors and the kernel layer live in their own module; importing it here
 # registers them too, so models using them reload after `import fakeface` like the rest.
+from fakeface.models import part_model as _part_model  # noqa: E402, F401
 from fakeface.models import parts as _parts  # noqa: E402, F401
 from fakeface.models import texture as _texture  # noqa: E402, F401
