@@ -96,8 +96,9 @@ def fit_part_model(
     p_train = heads.predict(features[:, 0])[:, 0]
     p_val = heads.predict(val_features)[:, 0]
     history = {
-        "loss": [float("nan")],
+        "loss": [_log_loss(train["label"], p_train)],
         "auc": [roc_auc(train["label"], p_train)],
+        "val_loss": [_log_loss(val["label"], p_val)],
         "val_auc": [roc_auc(val["label"], p_val)],
     }
     for name in PART_NAMES:
@@ -114,6 +115,13 @@ def fit_part_model(
         ", ".join(f"{n} {heads.heads[n].val_auc:.3f}" for n in PART_NAMES),
     )
     return heads, history
+
+
+def _log_loss(labels: np.ndarray, p: np.ndarray) -> float:
+    """Mean log-loss of P(fake) against the photos' labels."""
+    y = np.asarray(labels, np.float64).ravel()
+    p = np.clip(np.asarray(p, np.float64).ravel(), 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(y) else float("nan")
 
 
 def part_thresholds(

@@ -91,7 +91,7 @@ def test_production_recipe_trains_registers_and_reloads(spark, ingested: Path, t
         "import fakeface, mlflow, numpy as np; "
         f"m = mlflow.keras.load_model('models:/recipe/{result.version}'); "
         "p = m.predict(np.zeros((2, 48, 48, 3), np.uint8), verbose=0); "
-        "assert p.shape == (2, 1), p.shape; print('ok')"
+        "assert p.shape in ((2, 1), (2, 6)), p.shape; print('ok')"  # one output, or a part model's
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
