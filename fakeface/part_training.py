@@ -9,6 +9,7 @@ the Keras model is checked to give the numpy reference's scores on validation im
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -36,15 +37,22 @@ def _measure(images: np.ndarray, reencode_seeds: list[list[int]], size: int) -> 
 
 
 def measure_features(
-    images: np.ndarray, reencodes: int, seed: int, size: int, workers: int | None = None
+    images: np.ndarray,
+    reencodes: int,
+    seed: int,
+    size: int,
+    workers: int | None = None,
+    keys: list[str] | None = None,
 ) -> np.ndarray:
     """(N, 1 + reencodes, parts, F) float32 part features of uint8 images (N, H, W, 3).
 
-    Re-encode k of image i is seeded by (seed, i, k): the same rows every run. With more
-    than one worker, chunks go to processes of their own (the mesh is one TFLite thread).
+    Re-encode k of an image is seeded by (seed, its key, k), the key being its image_id
+    (default: its position): the same rows every run, whatever order the feed gives. With
+    more than one worker, chunks go to processes of their own (one TFLite thread each).
     """
     n = len(images)
-    seeds = [[hash((seed, i, k)) & 0x7FFFFFFF for k in range(reencodes)] for i in range(n)]
+    keys = [str(i) for i in range(n)] if keys is None else [str(k) for k in keys]
+    seeds = [[_seed(seed, key, k) for k in range(reencodes)] for key in keys]
     workers = workers or min(os.cpu_count() or 1, max(1, n // _CHUNK))
     if workers <= 1 or n <= _CHUNK:
         return _measure(images, seeds, size)
@@ -59,6 +67,21 @@ def measure_features(
             [size] * len(starts),
         )
         return np.concatenate(list(parts))
+
+
+def _seed(seed: int, key: str, k: int) -> int:
+    """A 31-bit seed from (seed, key, k), stable across processes and Python versions."""
+    digest = hashlib.blake2b(f"{seed}:{key}:{k}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def _by_image_id(split: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The split's rows sorted by image_id: the feed's row order must not change the model
+    (prototypes are drawn by position)."""
+    if "image_id" not in split:
+        return split
+    order = np.argsort(np.asarray(split["image_id"]).astype(str), kind="stable")
+    return {k: np.asarray(v)[order] for k, v in split.items()}
 
 
 def fit_part_model(
@@ -78,9 +101,11 @@ def fit_part_model(
     from fakeface.models.part_model import assign_part_heads
     from fakeface.selfblend import parse_region_flags
 
+    train, val = _by_image_id(train), _by_image_id(val)
     train_labels = part_labels(parse_region_flags(train["regions"]), train["label"])
     val_labels = part_labels(parse_region_flags(val["regions"]), val["label"])
-    features = measure_features(train["image"], reencodes, seed, size)
+    keys = list(train["image_id"]) if "image_id" in train else None
+    features = measure_features(train["image"], reencodes, seed, size, keys=keys)
     val_features = measure_features(val["image"], 0, seed, size)[:, 0]
     copies = features.shape[1]
     rows = features.reshape(-1, *features.shape[2:])  # image-major: copies stay together

@@ -140,3 +140,18 @@ def test_evaluation_pictures_of_a_part_model_mark_its_parts(fitted, split, tmp_p
     )
     picture = tmp_path / "parts_easy.png"
     assert picture in written and picture.stat().st_size > 10_000
+
+
+def test_the_feed_order_does_not_change_the_heads(split) -> None:
+    from fakeface.models.factory import build_model
+    from fakeface.part_training import fit_part_model
+
+    train, val = split
+    train = {**train, "image_id": np.array([f"id{i:03d}" for i in range(len(train["image"]))])}
+    flipped = {k: v[::-1].copy() for k, v in train.items()}
+    outs = []
+    for order in (train, flipped):
+        model = build_model("part_heads")
+        fit_part_model(model, order, val, reencodes=1, seed=0, size=600)
+        outs.append(np.asarray(model.predict(val["image"][:4], verbose=0)))
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
