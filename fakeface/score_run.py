@@ -78,6 +78,9 @@ def read_input(
         # --incremental can drop known images without decoding them.
         keyed = files.withColumn("image_id", F.sha2(F.col("content"), 256))
         return keyed, files.select("path")
+    from fakeface.spark import limit_reader_batch
+
+    limit_reader_batch(spark, size or cfg.ingest.image_size)
     if kind == "ingested":
         df = read_ingested(spark, input_path)
     else:

@@ -335,3 +335,20 @@ def _describe_worker(_: Any) -> Any:
 def _launched_by_spark_submit() -> bool:
     # spark-submit starts the driver with the py4j gateway already listening.
     return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+READER_BATCH_BYTES = 16 << 20  # pixels per vectorized Parquet batch while materialising
+
+
+def limit_reader_batch(spark: SparkSession, image_size: int) -> int:
+    """Cap Spark's vectorized Parquet batches at READER_BATCH_BYTES of pixels; the rows.
+
+    Training materialises the lake through the JVM, and scoring an ingested dataset reads it
+    there too. Spark's default 4096-row batches hold a whole 256 MB file per task at 600 px
+    (1.08 MB a row): under `spark-submit` without --driver-memory (a 1 GiB heap) the
+    training job ran out of heap reading the lake.
+    """
+    row_bytes = max(1, image_size * image_size * 3)
+    rows = int(min(4096, max(4, READER_BATCH_BYTES // row_bytes)))
+    spark.conf.set("spark.sql.parquet.columnarReaderBatchSize", str(rows))
+    return rows

@@ -249,3 +249,15 @@ def test_an_archive_older_than_the_checkouts_sources_is_refused(tmp_path: Path) 
         check_archives({"spark.archives": f"{path}#environment"})
     assert "is older than" in str(info.value) and "make package" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_reader_batches_are_capped_by_pixel_bytes(spark) -> None:
+    from fakeface.spark import limit_reader_batch
+
+    try:
+        assert limit_reader_batch(spark, 600) == 15  # 16 MiB of 1.08 MB rows
+        assert spark.conf.get("spark.sql.parquet.columnarReaderBatchSize") == "15"
+        assert limit_reader_batch(spark, 32) == 4096  # small rows: Spark's own default
+        assert limit_reader_batch(spark, 20000) == 4  # never fewer than 4 rows
+    finally:
+        spark.conf.set("spark.sql.parquet.columnarReaderBatchSize", "4096")
