@@ -616,17 +616,23 @@ def write_evaluation_artifacts(
         plot_confident_grid(images, y, s, threshold, out / "confident_grid.png"),
     ]
     fake_levels = [lv for lv in (*FAKE_LEVELS, "unknown") if (keys == lv).any()]
+
+    def examples(level: str) -> tuple[np.ndarray, list[str]]:
+        """The level's fakes scored most fake, and their titles."""
+        idx = np.flatnonzero(keys == level)
+        idx = idx[np.argsort(-s[idx], kind="mergesort")][:gradcam_examples]
+        titles = [
+            gradcam_title(paths[i], image_ids[i], s[i], level, _flags(paths[i], regions, i))
+            for i in idx
+        ]
+        return idx, titles
+
     if part_scores is not None and part_thresholds and gradcam_examples > 0:
         # A part model explains itself by its part scores: the parts it marks, per level.
         from fakeface.part_pictures import plot_part_verdicts
 
         for level in fake_levels:
-            idx = np.flatnonzero(keys == level)
-            idx = idx[np.argsort(-s[idx], kind="mergesort")][:gradcam_examples]
-            titles = [
-                gradcam_title(paths[i], image_ids[i], s[i], level, _flags(paths[i], regions, i))
-                for i in idx
-            ]
+            idx, titles = examples(level)
             try:
                 written.append(
                     plot_part_verdicts(
@@ -644,12 +650,7 @@ def write_evaluation_artifacts(
         log.info("%s has no spatial feature map: no Grad-CAM pictures", model.name)
     elif model is not None and gradcam_examples > 0:
         for level in fake_levels:
-            idx = np.flatnonzero(keys == level)
-            idx = idx[np.argsort(-s[idx], kind="mergesort")][:gradcam_examples]
-            titles = [
-                gradcam_title(paths[i], image_ids[i], s[i], level, _flags(paths[i], regions, i))
-                for i in idx
-            ]
+            idx, titles = examples(level)
             try:
                 written.append(
                     plot_gradcam_overlays(
