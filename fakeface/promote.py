@@ -170,8 +170,11 @@ def score_both(
     def flush() -> None:
         frame = pd.DataFrame(chunk, columns=["image", "height", "width", "label", "level"])
         for i, model in enumerate(models):
+            # column 0 is P(fake) for a one-output model and a part model alike
             scores[i].append(
-                score_frame(model, frame["image"], frame["height"], frame["width"], batch_size)
+                score_frame(model, frame["image"], frame["height"], frame["width"], batch_size)[
+                    :, 0
+                ]
             )
         labels.extend(int(v) for v in frame["label"])
         levels.extend(frame["level"])
