@@ -279,6 +279,9 @@ def build_spark_session(cfg: Config, app_suffix: str = "") -> SparkSession:
     builder = builder.config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
     builder = builder.config("spark.sql.files.maxPartitionBytes", cfg.ingest.max_partition_bytes)
     builder = builder.config("spark.sql.session.timeZone", "UTC")
+    # Every job that reads the lake (train, promote, score, notebooks) reads rows of
+    # ingest.image_size px: batches sized for them unless spark.conf says otherwise.
+    builder = builder.config(READER_BATCH_KEY, str(reader_batch_rows(cfg.ingest.image_size)))
     for key, value in conf.items():
         if key not in submitted:
             builder = builder.config(key, value)
@@ -338,6 +341,7 @@ def _launched_by_spark_submit() -> bool:
 
 
 READER_BATCH_BYTES = 16 << 20  # pixels per vectorized Parquet batch while materialising
+READER_BATCH_KEY = "spark.sql.parquet.columnarReaderBatchSize"
 
 
 def limit_reader_batch(spark: SparkSession, image_size: int) -> int:
@@ -348,7 +352,12 @@ def limit_reader_batch(spark: SparkSession, image_size: int) -> int:
     (1.08 MB a row): under `spark-submit` without --driver-memory (a 1 GiB heap) the
     training job ran out of heap reading the lake.
     """
-    row_bytes = max(1, image_size * image_size * 3)
-    rows = int(min(4096, max(4, READER_BATCH_BYTES // row_bytes)))
-    spark.conf.set("spark.sql.parquet.columnarReaderBatchSize", str(rows))
+    rows = reader_batch_rows(image_size)
+    spark.conf.set(READER_BATCH_KEY, str(rows))
     return rows
+
+
+def reader_batch_rows(image_size: int) -> int:
+    """Rows of `image_size` px pixels in READER_BATCH_BYTES (4 to Spark's default 4096)."""
+    row_bytes = max(1, image_size * image_size * 3)
+    return int(min(4096, max(4, READER_BATCH_BYTES // row_bytes)))

@@ -261,3 +261,16 @@ def test_reader_batches_are_capped_by_pixel_bytes(spark) -> None:
         assert limit_reader_batch(spark, 20000) == 4  # never fewer than 4 rows
     finally:
         spark.conf.set("spark.sql.parquet.columnarReaderBatchSize", "4096")
+
+
+def test_sessions_read_lake_rows_in_batches_sized_for_the_ingest_size(spark) -> None:
+    from fakeface.spark import READER_BATCH_KEY, build_spark_session, reader_batch_rows
+
+    assert reader_batch_rows(600) == 15 and reader_batch_rows(160) == 218
+    before = spark.conf.get(READER_BATCH_KEY)
+    try:  # getOrCreate hands back the running session with the SQL settings applied
+        cfg = load_config(PROJECT_ROOT / "conf" / "local.yaml", ["ingest.image_size=600"])
+        session = build_spark_session(cfg, "reader-batch")
+        assert session.conf.get(READER_BATCH_KEY) == "15"
+    finally:
+        spark.conf.set(READER_BATCH_KEY, before)
