@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 
 from fakeface.errors import ModelError
+from fakeface.outputs import PART_COLUMNS
 from tests.conftest import PROJECT_ROOT, encode
 from tests.faults import free_port
 from tests.test_train import ingested, train_cfg  # noqa: F401  (32 images at 48 px)
@@ -269,8 +270,15 @@ def _check_like_nightly(champion: dict[str, Any], rows: list[dict[str, Any]]) ->
         want = nightly.loc[name]
         assert row["status"] == want.status, (name, row, want.error)
         assert row["image_id"] == want.image_id, name
-        for column in ("face_found", "parts_flagged"):  # null for this one-output model
-            assert row[column] is None and pd.isna(want[column]), (name, column)
+        # The production recipe is a part model: its part columns answer like the nightly's.
+        for column in (*PART_COLUMNS, "face_found", "parts_flagged"):
+            got, expected = row[column], want[column]
+            if expected is None or (not isinstance(expected, str) and pd.isna(expected)):
+                assert got is None, (name, column, got)
+            elif column in PART_COLUMNS:
+                assert abs(got - float(expected)) <= 1e-5, (name, column, got, expected)
+            else:
+                assert got == expected, (name, column, got, expected)
         if want.status == "ok":
             assert abs(row["p_fake"] - float(want.p_fake)) <= 1e-5, (name, row, want.p_fake)
             assert row["is_fake"] == bool(want.is_fake), name
@@ -325,7 +333,8 @@ def test_the_folder_carries_its_threshold_requirements_and_a_real_example(
     from mlflow.models import Model
     from mlflow.tracking import MlflowClient
 
-    from fakeface.serving import read_settings
+    from fakeface.outputs import PART_NAMES
+    from fakeface.serving import FACE_MESH_DISTRIBUTION, read_settings
 
     folder = Path(mlflow.artifacts.download_artifacts(CHAMPION_URI, dst_path=str(tmp_path / "m")))
     version = MlflowClient().get_model_version(MODEL_NAME, champion["version"])
@@ -334,7 +343,11 @@ def test_the_folder_carries_its_threshold_requirements_and_a_real_example(
     assert settings.image_size == int(version.tags["input_size"]) == 48
     requirements = (folder / "requirements.txt").read_text().split()
     names = {line.split("==")[0].lower() for line in requirements}
-    assert names == {"tensorflow", "keras", "numpy", "pandas", "pillow", "mlflow"}
+    plain = {"tensorflow", "keras", "numpy", "pandas", "pillow", "mlflow"}
+    # the production recipe runs the face mesh in its graph: its package, and no other
+    assert names == plain | {FACE_MESH_DISTRIBUTION}
+    assert {f"threshold_{p}" for p in PART_NAMES} <= set(version.tags)
+    assert set(settings.part_thresholds) == set(PART_NAMES)
     assert all("==" in r and "/" not in r and not r.startswith("-") for r in requirements)
     meta = Model.load(str(folder))
     assert meta.flavors["python_function"]["loader_module"] == "fakeface.serving"
