@@ -58,11 +58,12 @@ def main() -> int:
 
     from fakeface import feed
     from fakeface.config import load_config
+    from fakeface.fitting import _compile
     from fakeface.ingest import run_ingest
     from fakeface.models.factory import build_model, get_variant, with_region_head
     from fakeface.models.texture import adapt_kernels, kernel_layers
     from fakeface.spark import build_spark_session
-    from fakeface.train import _compile, configure_tensorflow, load_training_frame
+    from fakeface.train import configure_tensorflow, load_training_frame
 
     root = Path(__file__).resolve().parent.parent
     cfg = load_config(root / "conf" / "local.yaml", [f"ingest.image_size={args.size}"])
