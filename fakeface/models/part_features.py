@@ -3,7 +3,8 @@
 A fake of the CIPLAB data set is a real face with an eye, the nose or the mouth pasted in
 from another photo. The pasted part comes from another camera, light and skin, so it
 differs from the face around it. For each part (`fakeface.outputs.PART_NAMES`) this
-measures, at the image's own resolution, only against the same photo (never against an
+measures, at the resolution it is given (the part model resizes to 600 px), only against
+the same photo (never against an
 absolute level, which would read the camera, the pose or the file's compression):
 
 - **part vs surround**: in an elliptical disc over the part (radius < 1 of its half extent)
@@ -249,7 +250,7 @@ def part_features(rgb: np.ndarray, mesh: np.ndarray | None) -> np.ndarray:
             other_stats, other_hist = discs[other]
             counterpart = disc_stats - other_stats
             counterpart_hist = [_chi2(a, b) for a, b in zip(disc_hist, other_hist, strict=True)]
-        else:  # skin patches: means and noise only; the histogram distances are the surround's
+        else:  # skin patches: means and noise only (no histograms: those columns stay 0)
             ref = np.mean([skins[s] for s in other], axis=0)
             counterpart = np.array([*(disc_stats[:3] - ref[:3]), 0.0, disc_stats[4] - ref[3], 0.0])
             counterpart_hist = [0.0, 0.0, 0.0]

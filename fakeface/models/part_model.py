@@ -8,6 +8,7 @@ training job's checks all score through the same model. No cache: every image is
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import keras
@@ -23,15 +24,26 @@ register = keras.saving.register_keras_serializable(package="fakeface")
 PART_SIZE = 600  # the side features are measured at: the data set's native resolution
 
 _MESHER: Any = None
+# TFLite's set_tensor / invoke / get_tensor on one interpreter are not reentrant: calls from
+# several threads (per-replica predict, a threaded server) take turns on the one mesher.
+_MESHER_LOCK = threading.Lock()
 
 
 def _mesher() -> Any:
     global _MESHER
-    if _MESHER is None:  # one per process: the TFLite models load once per worker
-        from fakeface.landmarks import FaceMesher
+    with _MESHER_LOCK:
+        if _MESHER is None:  # one per process: the TFLite models load once per worker
+            from fakeface.landmarks import FaceMesher
 
-        _MESHER = FaceMesher()
+            _MESHER = FaceMesher()
     return _MESHER
+
+
+def mesh_of(rgb: np.ndarray) -> np.ndarray | None:
+    """The process's mesher on one uint8 image, one thread at a time."""
+    mesher = _mesher()
+    with _MESHER_LOCK:
+        return mesher.mesh_array(rgb)
 
 
 def image_part_features(rgb: np.ndarray, size: int = PART_SIZE) -> np.ndarray:
@@ -43,7 +55,7 @@ def image_part_features(rgb: np.ndarray, size: int = PART_SIZE) -> np.ndarray:
         rgb = np.asarray(
             Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR), np.uint8
         )
-    return part_features(rgb, _mesher().mesh_array(rgb))
+    return part_features(rgb, mesh_of(rgb))
 
 
 def batch_part_features(images: np.ndarray, size: int = PART_SIZE) -> np.ndarray:
