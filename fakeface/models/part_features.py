@@ -34,21 +34,12 @@ import itertools
 
 import numpy as np
 
+from fakeface.models.parts import PARTS, SKIN
 from fakeface.outputs import PART_NAMES
 
-# MediaPipe canonical face-mesh indices (the image's left eye first, as in parts.py).
-PART_POINTS = {
-    "left_eye": (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
-    "right_eye": (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398),
-    "nose": (1, 2, 4, 5, 195, 197, 98, 327, 129, 358),
-    "mouth": (0, 13, 14, 17, 61, 291, 78, 308, 37, 267, 84, 314),
-}
-SKIN_POINTS = {
-    "left_cheek": (50, 101, 118, 205),
-    "right_cheek": (280, 330, 347, 425),
-    "forehead": (9, 151, 108, 337),
-    "chin": (152, 175, 199, 200),
-}
+# MediaPipe canonical face-mesh indices, the image's left eye first: parts.py's, not a copy.
+PART_POINTS = PARTS
+SKIN_POINTS = SKIN
 COUNTERPART = {
     "left_eye": "right_eye",
     "right_eye": "left_eye",
