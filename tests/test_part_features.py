@@ -80,3 +80,46 @@ def test_the_same_edit_reads_alike_on_a_brighter_photo(face) -> None:
     for name in ("surround_dy", "surround_dcb", "skin_dcr", "counterpart_dy"):
         col = FEATURE_NAMES.index(name)
         np.testing.assert_allclose(a[:, col], b[:, col], atol=2.0)
+
+
+def test_the_compiled_window_pass_equals_plain_masks() -> None:
+    """window_sums against a plain numpy statement: per band a boolean mask of the radius,
+    the planes as float32 fused multiply-adds (what BLAS's sgemm gives on an FMA machine;
+    float64 sums of a float32 and a float32 times a byte are exact), edge-padded
+    neighbours, bins clipped into the end bins."""
+    from fakeface.models.window_sums import YCC, window_sums
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (90, 120, 3)).astype(np.uint8)
+    rgb[:30] = rgb[:30, :, :1]  # grey rows: chroma lies on a bin edge (0) up to rounding
+    window = (slice(7, 81), slice(11, 103))
+    centre, half = np.array([60.3, 44.1]), np.array([21.7, 13.2])
+    edges = np.array([0.0, 0.7, 1.0, 1.3, 2.2])
+    count, sums, hists = window_sums(rgb, window, centre, half, edges, 16, 8)
+
+    channels = rgb[window].astype(np.float64).transpose(2, 0, 1)
+    ycc = np.zeros((3, *channels.shape[1:]), np.float32)
+    for k in range(3):
+        for c in range(3):
+            ycc[k] = (ycc[k].astype(np.float64) + np.float64(YCC[k, c]) * channels[c]).astype(
+                np.float32
+            )
+    y = ycc[0]
+    p = np.pad(y, 1, mode="edge")
+    noise = np.abs(y - 0.25 * (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]))
+    grad = np.abs(p[2:, 1:-1] - p[:-2, 1:-1]) + np.abs(p[1:-1, 2:] - p[1:-1, :-2])
+    yy, xx = np.mgrid[window].astype(np.float32)
+    radius = np.hypot((xx - np.float32(centre[0])) / np.float32(half[0]),
+                      (yy - np.float32(centre[1])) / np.float32(half[1]))  # fmt: skip
+    planes = (y, y * y, ycc[1], ycc[2], noise, grad)
+    for band, (lo, hi) in enumerate(zip(edges, [*edges[1:], np.inf], strict=True)):
+        mask = (radius >= lo) & (radius < hi)
+        assert count[band] == mask.sum()
+        expected = [v[mask].astype(np.float64).sum() for v in planes]
+        np.testing.assert_allclose(sums[:, band], expected, rtol=1e-9, atol=1e-6)
+        for k, (v, lo_v, hi_v, bins) in enumerate(
+            ((y, 0.0, 256.0, 16), (ycc[1], -40.0, 40.0, 8), (ycc[2], -40.0, 40.0, 8))
+        ):
+            index = np.clip(((v[mask] - lo_v) * (bins / (hi_v - lo_v))).astype(int), 0, bins - 1)
+            np.testing.assert_array_equal(hists[k, band, :bins], np.bincount(index, minlength=bins))
+    assert count.sum() == y.size

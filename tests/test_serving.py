@@ -188,12 +188,18 @@ def test_requirements_name_the_mesh_package_only_for_a_mesh_model() -> None:
     assert serving_requirements(Outer())[-1].startswith(FACE_MESH_DISTRIBUTION + "==")
 
 
-def test_the_part_recipe_requires_the_mesh_package() -> None:
+def test_the_part_recipe_requires_the_mesh_package_and_numba() -> None:
     from fakeface.models.factory import build_model
-    from fakeface.serving import FACE_MESH_DISTRIBUTION, output_width, serving_requirements
+    from fakeface.serving import (
+        COMPILED_PASS_DISTRIBUTION,
+        FACE_MESH_DISTRIBUTION,
+        output_width,
+        serving_requirements,
+    )
 
     model = build_model("part_heads")
-    assert serving_requirements(model)[-1].startswith(FACE_MESH_DISTRIBUTION + "==")
+    names = [r.split("==")[0] for r in serving_requirements(model)]
+    assert names[-2:] == [FACE_MESH_DISTRIBUTION, COMPILED_PASS_DISTRIBUTION]
     assert output_width(model) == 6
 
 
@@ -334,7 +340,11 @@ def test_the_folder_carries_its_threshold_requirements_and_a_real_example(
     from mlflow.tracking import MlflowClient
 
     from fakeface.outputs import PART_NAMES
-    from fakeface.serving import FACE_MESH_DISTRIBUTION, read_settings
+    from fakeface.serving import (
+        COMPILED_PASS_DISTRIBUTION,
+        FACE_MESH_DISTRIBUTION,
+        read_settings,
+    )
 
     folder = Path(mlflow.artifacts.download_artifacts(CHAMPION_URI, dst_path=str(tmp_path / "m")))
     version = MlflowClient().get_model_version(MODEL_NAME, champion["version"])
@@ -344,8 +354,9 @@ def test_the_folder_carries_its_threshold_requirements_and_a_real_example(
     requirements = (folder / "requirements.txt").read_text().split()
     names = {line.split("==")[0].lower() for line in requirements}
     plain = {"tensorflow", "keras", "numpy", "pandas", "pillow", "mlflow"}
-    # the production recipe runs the face mesh in its graph: its package, and no other
-    assert names == plain | {FACE_MESH_DISTRIBUTION}
+    # the production recipe runs the face mesh and the compiled pixel pass in its graph:
+    # their packages, and no other
+    assert names == plain | {FACE_MESH_DISTRIBUTION, COMPILED_PASS_DISTRIBUTION}
     assert {f"threshold_{p}" for p in PART_NAMES} <= set(version.tags)
     assert set(settings.part_thresholds) == set(PART_NAMES)
     assert all("==" in r and "/" not in r and not r.startswith("-") for r in requirements)

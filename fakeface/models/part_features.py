@@ -34,10 +34,11 @@ import itertools
 
 import numpy as np
 
-from fakeface.models.parts import PARTS, SKIN
+from fakeface.mesh_points import PARTS, SKIN
+from fakeface.models.window_sums import window_sums
 from fakeface.outputs import PART_NAMES
 
-# MediaPipe canonical face-mesh indices, the image's left eye first: parts.py's, not a copy.
+# MediaPipe canonical face-mesh indices, the image's left eye first (fakeface.mesh_points).
 PART_POINTS = PARTS
 SKIN_POINTS = SKIN
 COUNTERPART = {
@@ -77,16 +78,6 @@ def _window(centre: np.ndarray, half: np.ndarray, grow: float, shape) -> tuple[s
     return slice(y0, max(y1, y0 + 3)), slice(x0, max(x1, x0 + 3))
 
 
-def _ycc(rgb: np.ndarray) -> np.ndarray:
-    """(h, w, 3) uint8 RGB -> float32 (3, h, w) luma, Cb, Cr (BT.601, chroma centred on 0)."""
-    x = rgb.astype(np.float32)
-    m = np.array(
-        [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
-        np.float32,
-    )
-    return np.tensordot(m, x, axes=([1], [2]))
-
-
 _EDGES = np.array(sorted({*DISC, *SEAM, *SURROUND, *RINGS}), np.float64)  # elementary bands
 
 
@@ -96,125 +87,92 @@ def _bands(band: tuple[float, float]) -> np.ndarray:
     return np.arange(lo, hi)
 
 
-_BAND_SETS = {
-    "disc": _bands(DISC),
-    "seam": _bands(SEAM),
-    "surround": _bands(SURROUND),
-    **{f"ring{i}": _bands(r) for i, r in enumerate(itertools.pairwise(RINGS))},
-}
+_SET_NAMES = ("disc", "seam", "surround", *(f"ring{i}" for i in range(len(RINGS) - 1)))
+_SET_INDEX = {name: k for k, name in enumerate(_SET_NAMES)}
+# membership of each elementary band in each named band set: (bands, sets)
+_MEMBERS = np.zeros((len(_EDGES), len(_SET_NAMES)), np.float64)
+for _k, _band in enumerate((DISC, SEAM, SURROUND, *itertools.pairwise(RINGS))):
+    _MEMBERS[_bands(_band), _k] = 1.0
 _N_BANDS = len(_EDGES)  # the last index holds everything beyond the outermost edge
+_HIST_BINS = (LUMA_BINS, CHROMA_BINS, CHROMA_BINS)
 
 
 class _Region:
     """One part's window: per elementary band of its elliptical radius map, the sums of
-    luma, luma^2, Cb, Cr, noise and gradient, and the luma / chroma histograms of the disc
-    and the surround; every statistic below is read off these sums (one pass of bincounts,
-    not a boolean mask per band)."""
+    luma, luma^2, Cb, Cr, noise and gradient, and the luma / chroma histograms (one compiled
+    pass over the window, `fakeface.models.window_sums`); then per named band set (disc,
+    seam, surround, rings) the DISC_STATS numbers, all sets at once. A set of fewer than 4
+    pixels reads the whole window instead."""
 
     def __init__(self, rgb: np.ndarray, points: np.ndarray, grow: float) -> None:
         self.centre = points.mean(axis=0)
         self.half = (points.max(axis=0) - points.min(axis=0)) / 2 + 1.0
-        sl = _window(self.centre, self.half, grow, rgb.shape)
-        ycc = _ycc(rgb[sl])
-        y = ycc[0]
-        p = np.pad(y, 1, mode="edge")
-        noise = np.abs(y - 0.25 * (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]))
-        grad = np.abs(p[2:, 1:-1] - p[:-2, 1:-1]) + np.abs(p[1:-1, 2:] - p[1:-1, :-2])
-        yy = np.arange(sl[0].start, sl[0].stop, dtype=np.float32)[:, None]
-        xx = np.arange(sl[1].start, sl[1].stop, dtype=np.float32)[None, :]
-        radius = np.hypot(
-            (xx - self.centre[0]) / self.half[0], (yy - self.centre[1]) / self.half[1]
+        count, sums, self._hists = window_sums(
+            rgb,
+            _window(self.centre, self.half, grow, rgb.shape),
+            self.centre,
+            self.half,
+            _EDGES,
+            LUMA_BINS,
+            CHROMA_BINS,
         )
-        band = (np.searchsorted(_EDGES, radius.ravel(), side="right") - 1).clip(0, _N_BANDS - 1)
-        planes = (y, y * y, ycc[1], ycc[2], noise, grad)
-        self.count = np.bincount(band, minlength=_N_BANDS).astype(np.float64)
-        self.sums = np.stack(
-            [np.bincount(band, weights=v.ravel(), minlength=_N_BANDS) for v in planes]
-        )
-        # per band, the luma and chroma histograms: one bincount of (band, bin) each
-        self.hists = [
-            np.bincount(
-                band * bins + _bin_index(v.ravel(), lo, hi, bins), minlength=_N_BANDS * bins
-            ).reshape(_N_BANDS, bins)
-            for v, lo, hi, bins in (
-                (y, 0.0, 256.0, LUMA_BINS),
-                (ycc[1], -40.0, 40.0, CHROMA_BINS),
-                (ycc[2], -40.0, 40.0, CHROMA_BINS),
-            )
-        ]
-
-    def _totals(self, name: str) -> tuple[float, np.ndarray]:
-        """(pixel count, the six sums) over a named band set; the whole window if < 4 px."""
-        idx = _BAND_SETS[name]
-        n = self.count[idx].sum()
-        if n < 4:
-            return self.count.sum(), self.sums.sum(axis=1)
-        return n, self.sums[:, idx].sum(axis=1)
-
-    def stats(self, name: str) -> np.ndarray:
-        """DISC_STATS numbers of the pixels of a named band set."""
-        n, (sy, syy, scb, scr, snoise, sgrad) = self._totals(name)
+        n = count @ _MEMBERS
+        totals = sums @ _MEMBERS
+        self._small = n < 4
+        n = np.where(self._small, count.sum(), n)
+        totals = np.where(self._small, sums.sum(axis=1)[:, None], totals)
+        sy, syy, scb, scr, snoise, sgrad = totals
         mean = sy / n
-        return np.array(
+        # (DISC_STATS, sets): luma, Cb, Cr means; log luma spread, log noise, log gradient
+        self.set_stats = np.stack(
             [
                 mean,
                 scb / n,
                 scr / n,
-                np.log1p(np.sqrt(max(syy / n - mean * mean, 0.0))),
+                np.log1p(np.sqrt(np.maximum(syy / n - mean * mean, 0.0))),
                 np.log1p(snoise / n),
                 np.log1p(sgrad / n),
             ]
         )
 
-    def mean_of(self, name: str, k: int) -> float:
-        """Mean of sum k (2: Cb, 3: Cr, 4: noise, 5: gradient) over a named band set."""
-        n, sums = self._totals(name)
-        return float(sums[k] / n)
+    def stats(self, name: str) -> np.ndarray:
+        """DISC_STATS numbers of the pixels of a named band set."""
+        return self.set_stats[:, _SET_INDEX[name]]
 
     def profile(self) -> np.ndarray:
         """RING_STATS in each ring of RINGS, relative to the outermost ring (which stays)."""
-        rows = []
-        for i in range(len(RINGS) - 1):
-            n, (sy, _, scb, scr, snoise, sgrad) = self._totals(f"ring{i}")
-            rows.append([sy / n, np.log1p(snoise / n), np.log1p(sgrad / n), scb / n, scr / n])
-        rows = np.array(rows)
-        rows[:-1] -= rows[-1]
-        return rows.reshape(-1)
+        rings = self.set_stats[[0, 4, 5, 1, 2], 3:].T  # (rings, luma noise grad cb cr)
+        rings = rings.copy()
+        rings[:-1] -= rings[-1]
+        return rings.reshape(-1)
 
-    def histograms(self, name: str) -> list[np.ndarray]:
-        """Luma, Cb and Cr histograms of a named band set (the whole window if < 4 px)."""
-        idx = _BAND_SETS[name]
-        if self.count[idx].sum() < 4:
-            idx = np.arange(_N_BANDS)
-        return [h[idx].sum(axis=0) for h in self.hists]
+    def histograms(self, name: str) -> np.ndarray:
+        """(3, LUMA_BINS) luma, Cb and Cr histograms of a named band set (chroma in the first
+        CHROMA_BINS columns, zeros after); the whole window if it holds < 4 px."""
+        k = _SET_INDEX[name]
+        members = np.ones(_N_BANDS, bool) if self._small[k] else _MEMBERS[:, k] > 0
+        return self._hists[:, members].sum(axis=1)
 
 
-def _bin_index(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
-    """Bin of each value among `bins` equal bins over [lo, hi), outside values clipped to
-    the end bins (np.histogram's exact binning costs 5x more; the ends matter little)."""
-    return np.clip(((values - lo) * (bins / (hi - lo))).astype(np.int64), 0, bins - 1)
-
-
-def _chi2(a: np.ndarray, b: np.ndarray) -> float:
-    """Chi-square distance of two histograms, each normalised to sum 1 (0: same shape)."""
-    a = a / max(a.sum(), 1)
-    b = b / max(b.sum(), 1)
+def _chi2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Chi-square distance of each row pair of two histogram stacks, each row normalised to
+    sum 1 (0: same shape); empty bins in both add nothing."""
+    a = a / np.maximum(a.sum(axis=-1, keepdims=True), 1)
+    b = b / np.maximum(b.sum(axis=-1, keepdims=True), 1)
     s = a + b
-    nz = s > 0
-    return float(0.5 * (((a - b) ** 2)[nz] / s[nz]).sum())
+    return 0.5 * np.divide((a - b) ** 2, s, out=np.zeros_like(s), where=s > 0).sum(axis=-1)
 
 
 def _skin_stats(rgb: np.ndarray, points: np.ndarray, iod: float) -> np.ndarray:
     """Mean luma / Cb / Cr and log noise of a skin patch (its points' box + 5% of the iod)."""
     centre = points.mean(axis=0)
     half = (points.max(axis=0) - points.min(axis=0)) / 2 + 1.0 + 0.05 * iod
-    region = _ycc(rgb[_window(centre, half, 1.0, rgb.shape)])
-    y = region[0]
-    p = np.pad(y, 1, mode="edge")
-    noise = np.abs(y - 0.25 * (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]))
-    return np.array(
-        [y.mean(), region[1].mean(), region[2].mean(), np.log1p(noise.mean())], np.float64
+    # one band: a radius scale so large that every pixel of the box lies at radius 0
+    count, sums, _ = window_sums(
+        rgb, _window(centre, half, 1.0, rgb.shape), centre, np.full(2, 1e30), _EDGES[:1], 1, 1
     )
+    n = count[0]
+    return np.array([sums[0, 0] / n, sums[2, 0] / n, sums[3, 0] / n, np.log1p(sums[4, 0] / n)])
 
 
 def part_features(rgb: np.ndarray, mesh: np.ndarray | None) -> np.ndarray:
@@ -222,7 +180,7 @@ def part_features(rgb: np.ndarray, mesh: np.ndarray | None) -> np.ndarray:
     out = np.full((len(PART_NAMES), N_PART_FEATURES), np.nan, np.float32)
     if mesh is None or not np.isfinite(mesh).all():
         return out
-    rgb = np.asarray(rgb)
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     mesh = np.asarray(mesh, np.float64)
     iod = float(np.hypot(*(mesh[[33, 133]].mean(0) - mesh[[362, 263]].mean(0))))
     iod = max(iod, 1.0)
@@ -234,13 +192,13 @@ def part_features(rgb: np.ndarray, mesh: np.ndarray | None) -> np.ndarray:
         r = regions[name]
         disc_stats, disc_hist = discs[name]
         sur_stats = r.stats("surround")
-        seam_noise = np.log1p(r.mean_of("seam", 4))
-        seam_grad = np.log1p(r.mean_of("seam", 5))
+        seam = r.stats("seam")
+        seam_noise, seam_grad = seam[4], seam[5]
         other = COUNTERPART[name]
         if isinstance(other, str):  # the other eye: the same disc statistics
             other_stats, other_hist = discs[other]
             counterpart = disc_stats - other_stats
-            counterpart_hist = [_chi2(a, b) for a, b in zip(disc_hist, other_hist, strict=True)]
+            counterpart_hist = _chi2(disc_hist, other_hist)
         else:  # skin patches: means and noise only (no histograms: those columns stay 0)
             ref = np.mean([skins[s] for s in other], axis=0)
             counterpart = np.array([*(disc_stats[:3] - ref[:3]), 0.0, disc_stats[4] - ref[3], 0.0])
@@ -248,7 +206,7 @@ def part_features(rgb: np.ndarray, mesh: np.ndarray | None) -> np.ndarray:
         out[k] = np.concatenate(
             [
                 disc_stats - sur_stats,
-                [_chi2(a, b) for a, b in zip(disc_hist, r.histograms("surround"), strict=True)],
+                _chi2(disc_hist, r.histograms("surround")),
                 [
                     seam_noise - disc_stats[4],
                     seam_noise - sur_stats[4],

@@ -32,20 +32,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from fakeface.mesh_points import PARTS, SKIN
+
 register = keras.saving.register_keras_serializable(package="fakeface")
 
-# MediaPipe canonical face-mesh indices.
-LEFT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
-RIGHT_EYE = (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398)
-NOSE = (1, 2, 4, 5, 195, 197, 98, 327, 129, 358)
-MOUTH = (0, 13, 14, 17, 61, 291, 78, 308, 37, 267, 84, 314)
-SKIN = {
-    "left_cheek": (50, 101, 118, 205),
-    "right_cheek": (280, 330, 347, 425),
-    "forehead": (9, 151, 108, 337),
-    "chin": (152, 175, 199, 200),
-}
-PARTS = {"left_eye": LEFT_EYE, "right_eye": RIGHT_EYE, "nose": NOSE, "mouth": MOUTH}
 RINGS = (0.0, 0.7, 1.0, 1.3, 1.7, 2.2)
 REGION_STATS = 5  # luma, Cb, Cr, luma std, log high-pass energy
 RING_STATS = 5  # log |high-pass|, log MAD of high-pass, log gradient, Cb, Cr
