@@ -242,8 +242,16 @@ def _stage_init(size: int, max_pixels: int) -> None:
         for name in PART_NAMES
     }
     fill = np.zeros((len(PART_NAMES), N_PART_FEATURES), np.float32)
+    mesher = FaceMesher()
+    # warm every path here, in each worker (a pool.map of warm-up chunks may hand both to
+    # one worker): the compiled kernels load or compile on their first call
+    from fakeface.models.part_features import part_features
+    from fakeface.synth import render_face
+
+    face, _ = render_face(np.random.default_rng(0), size)
+    part_features(face, mesher.mesh_array(face))
     _STAGE_STATE.update(
-        mesher=FaceMesher(), heads=PartHeads(heads, fill), size=size, max_pixels=max_pixels
+        mesher=mesher, heads=PartHeads(heads, fill), size=size, max_pixels=max_pixels
     )
 
 
