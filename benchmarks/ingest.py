@@ -13,7 +13,8 @@ the same synthetic JPEGs:
 - peer: Spark's built-in `image` data source, then the same bilinear resize in a pandas
   UDF, written to Parquet.
 --profile adds, on the large corpus, the cost of each step of the path (listing, reading
-the bytes, JVM -> Python transfer, decoding, Python -> JVM, Parquet per codec, commit),
+the bytes, JVM -> Python transfer, decoding, Python -> JVM, Parquet per codec with the
+summary's counts, commit),
 each as the difference between two pipelines that differ by that step alone, in wall time
 and in CPU time of the JVM and the Python workers (robust to other jobs on the machine).
 """
@@ -203,7 +204,7 @@ def profile(spark, cfg, corpus: Path, out: Path, repeats: int) -> list[list[obje
             frame = ingest.write_listed(
                 listed(), str(out), size, MAX_PIXELS, max_bytes, True, codec
             )
-            ingest.adopt_written(str(out), [(r["file"], r["rows"]) for r in frame.collect()])
+            ingest.adopt_written(str(out), ingest.collect_written(frame).files)
 
         return run
 
@@ -225,15 +226,19 @@ def profile(spark, cfg, corpus: Path, out: Path, repeats: int) -> list[list[obje
         ),
     ]
     steps += [
-        (f"+ Parquet by the Python workers (pyarrow), codec {codec}", python_write(codec), decode)
+        (
+            f"+ Parquet by the Python workers (pyarrow) + counts, codec {codec}",
+            python_write(codec),
+            decode,
+        )
         for codec in CODECS
     ]
     job = str(out) + "-job"
     steps.append(
         (
-            f"run_ingest (+ summary, commit; codec {cfg.ingest.parquet_codec})",
+            f"run_ingest (+ commit; codec {cfg.ingest.parquet_codec})",
             lambda: ingest.run_ingest(spark, cfg, str(corpus), job, "2026-01-01"),
-            f"+ Parquet by the Python workers (pyarrow), codec {cfg.ingest.parquet_codec}",
+            f"+ Parquet by the Python workers (pyarrow) + counts, codec {cfg.ingest.parquet_codec}",
         )
     )
     steps += [

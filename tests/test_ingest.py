@@ -46,6 +46,32 @@ def test_extension_glob_matches_any_case() -> None:
     assert extension_glob([".jpg", "png"]) == "*.{[jJ][pP][gG],[pP][nN][gG]}"
 
 
+def test_decoded_table_without_copying_the_pixels_is_pandas_arrow_table() -> None:
+    """The writer's table (the pixels' bytes not copied) is the table pyarrow builds from the
+    frame, null pixels and empty frames included, and counts ok rows and errors by kind."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from fakeface.frames import decode_frame
+    from fakeface.lake_writer import count_decoded, decoded_arrow_schema, decoded_table
+
+    frame = pd.DataFrame(
+        {
+            "path": ["file:/a/ok.jpg", "file:/a/bad.jpg", "file:/a/gone.jpg", "file:/a/ok.png"],
+            "content": [encode(gradient_image()), b"nope", None, encode(gradient_image(), "PNG")],
+            "read_error": [None, None, "unreadable: gone", None],
+        }
+    )
+    decoded = decode_frame(frame, 32, 10**8)
+    schema = decoded_arrow_schema()
+    for rows in (decoded, decoded.iloc[:0]):
+        table = decoded_table(rows, schema)
+        expected = pa.Table.from_pandas(rows, schema=schema, preserve_index=False)
+        assert table.equals(expected)
+    assert decoded_table(decoded, schema).column("image").null_count == 2
+    assert count_decoded(decoded) == (2, {"not_an_image": 1, "unreadable": 1})
+
+
 def test_labeled_corpus(spark, cfg, labeled_corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     summary = run_ingest(spark, cfg, str(labeled_corpus), str(out), "2026-01-02")
@@ -129,6 +155,53 @@ def test_bad_and_awkward_files(spark, cfg, tmp_path: Path) -> None:
     # Same bytes under three names: all three keep their rows, and two are duplicates.
     assert summary["duplicates"] == 2
     assert sum(summary["errors"].values()) == len(expected_errors)
+
+
+def test_summary_counted_by_the_tasks_is_that_of_the_written_files(
+    spark, cfg, tmp_path: Path
+) -> None:
+    """The writing tasks count the summary (nothing reads the files back): the counts equal
+    those of the committed Parquet, duplicates across tasks and errors by kind included."""
+    from fakeface.ingest import summarize_partition
+
+    root = tmp_path / "in"
+    rng = np.random.default_rng(3)
+    same = encode(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    for i in range(12):  # the same bytes in folders spread over the tasks
+        write(root / f"copies_{i % 3}" / f"same_{i}.jpg", same)
+    for i in range(20):
+        write(root / f"img_{i:02d}.jpg", encode(rng.integers(0, 255, (30, 30, 3), np.uint8)))
+    write(root / "empty.jpg", b"")
+    write(root / "empty_too.png", b"")  # the id of zero bytes: a duplicate too
+    write(root / "text.jpg", b"hello, I am a text file")
+    write(root / "text_again.jpg", b"hello, I am a text file")  # a duplicate, and an error
+    write(root / "doc.png", b"%PDF-1.4 a pdf wearing a png name")
+    spark.conf.set("spark.sql.shuffle.partitions", "3")
+    cfg.ingest.arrow_batch_size = 3  # several batches, and so several id rows, per task
+    try:
+        summary = run_ingest(spark, cfg, str(root), str(tmp_path / "out"), "2026-01-05")
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", "2")
+    assert summary["tasks"] >= 2
+    part = tmp_path / "out" / "run_date=2026-01-05"
+    assert len(list(part.glob("*.parquet"))) >= 2
+    written = summarize_partition(spark.read.parquet(str(part)))
+    assert written == {k: summary[k] for k in ("files", "ok", "errors", "duplicates")}
+    assert summary["files"] == 37 and summary["ok"] == 32
+    assert summary["errors"] == {"empty": 2, "not_an_image": 2, "unsupported_format": 1}
+    assert summary["duplicates"] == 11 + 1 + 1  # the copies, the texts, the empty files
+
+
+def test_an_empty_input_counts_nothing(spark, cfg, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    summary = run_ingest(spark, cfg, str(tmp_path / "in"), str(tmp_path / "out"), "2026-01-06")
+    assert (summary["files"], summary["ok"], summary["errors"], summary["duplicates"]) == (
+        0,
+        0,
+        {},
+        0,
+    )
+    assert read_partitions(tmp_path / "out").empty
 
 
 def _palette_png() -> bytes:

@@ -777,13 +777,13 @@ def test_files_vanishing_mid_run_become_rows(
     One deleted after the driver's walk but before a task lists its folder is no longer an
     input: no row (the driver never keeps file names; the listing task is the inventory).
     """
-    from fakeface import ingest
+    from fakeface import ingest, listing
 
     root = tmp_path / "in"
     for i in range(6):
         write(root / f"img_{i}.png", encode(gradient_image(20 + i, 20), "PNG"))
     before_listing, before_read = root / "img_1.png", root / "img_4.png"
-    real_walk, real_read = ingest.walk_folders, ingest.read_frame
+    real_walk, real_read = listing.walk_folders, ingest.read_frame
     target = row_path(before_read)  # a str: the wrapper must not need this module in a worker
 
     def walk_then_delete(*args, **kwargs):
@@ -796,7 +796,7 @@ def test_files_vanishing_mid_run_become_rows(
             before_read.unlink()  # listed by its task, gone before the read
         return real_read(frame, max_bytes)
 
-    monkeypatch.setattr(ingest, "walk_folders", walk_then_delete)
+    monkeypatch.setattr(listing, "walk_folders", walk_then_delete)  # the listing's walk
     monkeypatch.setattr(ingest, "read_frame", delete_then_read)
     out = tmp_path / "out"
     summary = run_ingest(spark, cfg, str(root), str(out), "2026-03-02")
