@@ -53,6 +53,13 @@ def _window_pass(
     y_scale = np.float32(luma_bins / 256.0)
     c_lo = np.float32(-40.0)
     c_scale = np.float32(chroma_bins / 80.0)
+    # band-major accumulators, contiguous per band: count and the six sums; the three
+    # histograms side by side
+    acc = np.zeros((n_bands, 7), np.float64)
+    hist = np.zeros((n_bands, 3 * luma_bins), np.int64)
+    dxs = np.empty(w, np.float32)
+    for j in range(w):
+        dxs[j] = (np.float32(x0 + j) - fcx) / fhx
     for i in range(h):
         up = max(i - 1, 0)
         down = min(i + 1, h - 1)
@@ -63,24 +70,31 @@ def _window_pass(
             v = y[i, j]
             noise = abs(v - quarter * (y[up, j] + y[down, j] + y[i, left] + y[i, right]))
             grad = abs(y[down, j] - y[up, j]) + abs(y[i, right] - y[i, left])
-            dx = (np.float32(x0 + j) - fcx) / fhx
+            dx = dxs[j]
             radius = np.float64(np.hypot(dx, dy))
             band = 0
             while band + 1 < n_bands and edges[band + 1] <= radius:
                 band += 1
-            count[band] += 1.0
-            sums[0, band] += v
-            sums[1, band] += v * v
-            sums[2, band] += cb[i, j]
-            sums[3, band] += cr[i, j]
-            sums[4, band] += noise
-            sums[5, band] += grad
+            acc[band, 0] += 1.0
+            acc[band, 1] += v
+            acc[band, 2] += v * v
+            acc[band, 3] += cb[i, j]
+            acc[band, 4] += cr[i, j]
+            acc[band, 5] += noise
+            acc[band, 6] += grad
             k = int(v * y_scale)
-            hists[0, band, min(max(k, 0), luma_bins - 1)] += 1
+            hist[band, min(max(k, 0), luma_bins - 1)] += 1
             k = int((cb[i, j] - c_lo) * c_scale)
-            hists[1, band, min(max(k, 0), chroma_bins - 1)] += 1
+            hist[band, luma_bins + min(max(k, 0), chroma_bins - 1)] += 1
             k = int((cr[i, j] - c_lo) * c_scale)
-            hists[2, band, min(max(k, 0), chroma_bins - 1)] += 1
+            hist[band, 2 * luma_bins + min(max(k, 0), chroma_bins - 1)] += 1
+    for band in range(n_bands):
+        count[band] = acc[band, 0]
+        for q in range(6):
+            sums[q, band] = acc[band, q + 1]
+        for c in range(3):
+            for q in range(luma_bins):
+                hists[c, band, q] = hist[band, c * luma_bins + q]
 
 
 def window_sums(
@@ -95,13 +109,16 @@ def window_sums(
     """Over `rgb[window]`, per elementary band of the elliptical radius |(x, y) - centre| /
     half between consecutive `edges` (edges[0] = 0; the last band holds everything beyond):
     pixel counts (B,), sums (6, B) of luma, luma^2, Cb, Cr, noise, gradient, and histogram
-    counts (3, B, max bins) of luma over [0, 256) and Cb, Cr over [-40, 40), values outside
+    counts (3, B, luma_bins) of luma over [0, 256) and Cb, Cr over [-40, 40) (chroma in the first
+    chroma_bins columns, chroma_bins <= luma_bins), values outside
     a range counted in its end bin."""
     kernel = compiled(_window_pass)
     n_bands = len(edges)
     count = np.zeros(n_bands, np.float64)
     sums = np.zeros((6, n_bands), np.float64)
-    hists = np.zeros((3, n_bands, max(luma_bins, chroma_bins)), np.int64)
+    if chroma_bins > luma_bins:
+        raise ValueError(f"{chroma_bins} chroma bins: at most the {luma_bins} luma bins")
+    hists = np.zeros((3, n_bands, luma_bins), np.int64)
     rows, cols = window
     kernel(
         np.ascontiguousarray(rgb, dtype=np.uint8),
