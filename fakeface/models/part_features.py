@@ -32,6 +32,7 @@ of a 600 px face), then a few array operations per part.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -73,9 +74,15 @@ N_PART_FEATURES = len(FEATURE_NAMES)
 
 
 def _window(centre: np.ndarray, half: np.ndarray, grow: float, shape) -> tuple[slice, slice]:
+    """The box centre +- half * grow, clipped to the image, at least 3 px a side (scalar
+    arithmetic: the same float64 values as numpy's, without its per-call overhead)."""
     h, w = shape[:2]
-    x0, y0 = np.clip(np.floor(centre - half * grow), 0, [w - 1, h - 1]).astype(int)
-    x1, y1 = np.clip(np.ceil(centre + half * grow) + 1, 1, [w, h]).astype(int)
+    cx, cy = float(centre[0]), float(centre[1])
+    hx, hy = float(half[0]) * grow, float(half[1]) * grow
+    x0 = int(min(max(math.floor(cx - hx), 0), w - 1))
+    y0 = int(min(max(math.floor(cy - hy), 0), h - 1))
+    x1 = int(min(max(math.ceil(cx + hx) + 1, 1), w))
+    y1 = int(min(max(math.ceil(cy + hy) + 1, 1), h))
     return slice(y0, max(y1, y0 + 3)), slice(x0, max(x1, x0 + 3))
 
 
