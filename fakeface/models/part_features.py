@@ -102,7 +102,6 @@ _MEMBERS = np.zeros((len(_EDGES), len(_SET_NAMES)), np.float64)
 for _k, _band in enumerate((DISC, SEAM, SURROUND, *itertools.pairwise(RINGS))):
     _MEMBERS[_bands(_band), _k] = 1.0
 _N_BANDS = len(_EDGES)  # the last index holds everything beyond the outermost edge
-_HIST_BINS = (LUMA_BINS, CHROMA_BINS, CHROMA_BINS)
 
 
 class _Region:

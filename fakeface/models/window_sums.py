@@ -22,7 +22,7 @@ YCC = np.array(
     [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
     np.float32,
 )
-HIST_RANGES = ((0.0, 256.0), (-40.0, 40.0), (-40.0, 40.0))  # luma, Cb, Cr
+_YCC64 = YCC.astype(np.float64)  # the kernel's operand, made once
 
 
 def _window_pass(
@@ -131,7 +131,7 @@ def window_sums(
         float(half[0]),
         float(half[1]),
         np.asarray(edges, np.float64),
-        YCC.astype(np.float64),
+        _YCC64,
         luma_bins,
         chroma_bins,
         count,
