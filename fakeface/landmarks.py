@@ -229,8 +229,8 @@ def _weighted_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> li
 def affine_bilinear(rgb, coeffs, side):  # pragma: no cover - compiled
     """Pillow's `Image.transform(AFFINE, coeffs, BILINEAR)` of a uint8 RGB array to
     (side, side, 3), value for value (Pillow 13's Geometry.c: pixel centres, edge-clamped
-    neighbours, 0 outside, truncation), without Pillow's per-pixel function calls (1.4 ms
-    an image there, about 0.1 ms here); compiled by `fakeface.compiled`."""
+    neighbours, 0 outside, truncation), without Pillow's per-pixel function calls (a 192 px
+    crop: 1.25-1.3 ms there, 0.9-1.0 ms here, one process); compiled by `fakeface.compiled`."""
     height, width = rgb.shape[0], rgb.shape[1]
     out = np.zeros((side, side, 3), np.uint8)
     a0, a1, a2, a3, a4, a5 = coeffs[0], coeffs[1], coeffs[2], coeffs[3], coeffs[4], coeffs[5]

@@ -4,7 +4,8 @@ Per pixel of a window: BT.601 luma / Cb / Cr, the 4-neighbour Laplacian's absolu
 (noise) and the central-difference gradient, the pixel's elliptical radius band, and
 per band the sums of luma, luma^2, Cb, Cr, noise and gradient plus the luma / chroma
 histogram counts. In numpy the same work took ten passes and six weighted bincounts over
-every window (about 6 ms an image at 600 px); here it is one loop (well under 1 ms).
+every window; here it is one loop (features 7.4 -> 3.1 ms an image at 600 px, one process,
+most of it this pass: about 18 ns a pixel over some 110,000 pixels).
 
 Arithmetic follows the numpy statement it replaced: float32 per pixel, float64 sums in
 pixel order; the window's border pixels take their own value for a neighbour outside it
