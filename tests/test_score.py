@@ -239,6 +239,42 @@ def test_score_frame_marks_unusable_rows_nan() -> None:
     assert scores[0, 0] > 0.9 and scores[3, 0] < 0.1  # two sizes in one batch both score
 
 
+def test_batches_share_aligned_memory_and_copy_the_rest() -> None:
+    """The reused batch buffer reaches the model without a copy; an array TensorFlow's
+    kernels could not read in place (misaligned, read-only) is passed as numpy, and every
+    path gives the same scores."""
+    import pandas as pd
+    import tensorflow as tf
+
+    from fakeface.score import batch_buffer, model_input, predict_scores, score_frame
+
+    buffer = batch_buffer(3, 8, 8)
+    assert buffer.ctypes.data % 64 == 0
+    assert batch_buffer(2, 8, 8).ctypes.data == buffer.ctypes.data  # reused, not reallocated
+    shared = model_input(buffer)
+    assert isinstance(shared, tf.Tensor)
+    buffer[0, 0, 0, 0] = 7
+    assert int(shared[0, 0, 0, 0]) == 7  # the same memory
+
+    raw = np.zeros(3 * 8 * 8 * 3 + 128, np.uint8)
+    start = -raw.ctypes.data % 64 + 16
+    misaligned = raw[start : start + 3 * 8 * 8 * 3].reshape(3, 8, 8, 3)
+    assert model_input(misaligned) is misaligned
+    frozen = np.stack([bright(1, 8), dark(1, 8), bright(2, 8)])
+    frozen.flags.writeable = False
+    assert model_input(frozen) is frozen
+
+    model = tiny_model()
+    misaligned[:] = frozen
+    expected = model.predict_on_batch(np.array(frozen))[:, 0]
+    for images in (misaligned, frozen):  # would abort the process if shared unaligned
+        np.testing.assert_allclose(predict_scores(model, images, 2)[:, 0], expected, rtol=1e-6)
+    column = pd.Series([image.tobytes() for image in frozen])
+    sizes = pd.Series([8, 8, 8], dtype="Int32")
+    scores = score_frame(model, column, sizes, sizes, batch_size=2)
+    np.testing.assert_allclose(scores[:, 0], expected, rtol=1e-6)
+
+
 def test_pack_and_load_cached(champion: dict[str, str], tmp_path: Path) -> None:
     from fakeface.model_bundle import download_model, pack_model_dir
     from fakeface.registry import ResolvedModel
