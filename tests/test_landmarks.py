@@ -167,9 +167,30 @@ def test_detection_without_the_identity_warp_is_fdlites(mesher: FaceMesher) -> N
 
     pixels, _ = render_face(np.random.default_rng(2), 600)
     for detector in mesher._detectors:
-        thumb = _thumbnail(Image.fromarray(pixels), int(detector.input_shape[1]))
+        thumb = _thumbnail(pixels, int(detector.input_shape[1]))
         fast, slow = _detect(detector, thumb), detector(thumb)
         assert len(fast) == len(slow) >= 1
         for a, b in zip(fast, slow, strict=True):
             np.testing.assert_array_equal(a.data, b.data)
             assert a.data.dtype == b.data.dtype and a.score == b.score
+
+
+@pytest.mark.parametrize("shape", [(600, 600), (240, 320), (599, 601), (1100, 700)])
+def test_the_thumbnail_is_pillows_reduce_and_resize(shape: tuple[int, int]) -> None:
+    """Even sides take the compiled 2x reduction, the rest Pillow's own: the same pixels."""
+    from fakeface.compiled import compiled
+    from fakeface.landmarks import _thumbnail, reduce_by_two
+
+    rgb = np.random.default_rng(sum(shape)).integers(0, 256, (*shape, 3)).astype(np.uint8)
+    if shape[0] % 2 == 0 and shape[1] % 2 == 0:
+        np.testing.assert_array_equal(
+            compiled(reduce_by_two)(rgb), np.asarray(Image.fromarray(rgb).reduce(2))
+        )
+    for side in (128, 256):
+        image = Image.fromarray(rgb)
+        factor = max(1, max(image.size) // (2 * side))
+        small = image.reduce(factor) if factor > 1 else image
+        scale = side / max(small.size)
+        size = (max(1, round(small.size[0] * scale)), max(1, round(small.size[1] * scale)))
+        expected = small.resize(size, Image.Resampling.BILINEAR) if scale < 1 else small
+        np.testing.assert_array_equal(np.asarray(_thumbnail(rgb, side)), np.asarray(expected))
