@@ -103,6 +103,7 @@ class ScoreSettings:
     model_uri: str = ""
     arrow_batch_size: int = 256
     inference_batch_size: int = 64
+    images_per_task: int = 1000
     max_error_share: float = 0.25
 
 
@@ -340,6 +341,7 @@ def validate_config(cfg: Config) -> None:
         (0 <= cfg.score.max_error_share <= 1, "score.max_error_share must be between 0 and 1"),
         (cfg.score.arrow_batch_size > 0, "score.arrow_batch_size must be positive"),
         (cfg.score.inference_batch_size > 0, "score.inference_batch_size must be positive"),
+        (cfg.score.images_per_task > 0, "score.images_per_task must be positive"),
     ]
     for name, prob in cfg.train.augmentations.items():
         checks.append(

@@ -67,10 +67,10 @@ def read_input(
 
     if kind == "images":
         if is_local_path(input_path) and not need_ids:
-            row_bytes = (size or cfg.ingest.image_size) ** 2 * 3  # the work per row, roughly
-            file_bytes = cfg.ingest.output_file_mb * 2**20
+            # tasks of about `images_per_task` images: the output is a few bytes a row, so
+            # the work decides, and each task costs Spark a fixed gap on its core
             listed = list_local_files(
-                spark, input_path, cfg.ingest.extensions, row_bytes, file_bytes
+                spark, input_path, cfg.ingest.extensions, 1, cfg.score.images_per_task
             )
             return listed.frame, listed.frame.select("path")
         files = read_input_files(spark, input_path, cfg.ingest.extensions).frame
