@@ -157,14 +157,14 @@ def _decode(data: bytes | None, size: int, max_pixels: int) -> DecodeResult:
         except (SyntaxError, ValueError, EOFError) as exc:
             return _error(ERROR_CORRUPT, f"{type(exc).__name__}: {exc}", **known)
         with contextlib.suppress(Exception):  # broken EXIF must not cost the pixels
-            image = ImageOps.exif_transpose(image) or image
+            # in place: without an orientation to undo, a copy would be the whole result
+            ImageOps.exif_transpose(image, in_place=True)
         rgb = to_rgb(image)
         if rgb.size != (size, size):
             rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-        pixels = np.asarray(rgb, dtype=np.uint8)
         return DecodeResult(
             status="ok",
-            image=pixels.tobytes(),
+            image=rgb.tobytes(),  # H x W x 3 uint8, row-major: what np.asarray(rgb) holds
             orig_width=width,
             orig_height=height,
             format=fmt,

@@ -204,6 +204,42 @@ def test_an_empty_input_counts_nothing(spark, cfg, tmp_path: Path) -> None:
     assert read_partitions(tmp_path / "out").empty
 
 
+def test_listed_files_are_dealt_evenly_over_tasks_sized_by_cost(spark, tmp_path: Path) -> None:
+    """Every task gets as many files (to one per listing task), however the names hash, and
+    the task count is a multiple of the cores sized by row and task cost."""
+    from pyspark.sql import functions as F
+
+    from fakeface.listing import list_local_files
+
+    for folder, n in (("a", 23), ("b", 40)):
+        (tmp_path / folder).mkdir()
+        for i in range(n):
+            (tmp_path / folder / f"img_{i:03d}_{'x' * (i % 7)}.jpg").write_bytes(b"x")
+    listed = list_local_files(spark, str(tmp_path), [".jpg"], 1, 10)  # about 10 rows a task
+    assert listed.tasks == 2 * 4  # two cores, ceil(63 / (2 * 10)) = 4 tasks each
+    counts = [
+        r["count"]
+        for r in listed.frame.groupBy(F.spark_partition_id().alias("task")).count().collect()
+    ]
+    assert sum(counts) == 63 and len(counts) == listed.tasks
+    assert max(counts) - min(counts) <= 2  # two folders, two listing tasks
+
+
+def test_scoring_takes_tasks_of_images_per_task(spark, cfg, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from fakeface.score_run import read_input
+
+    (tmp_path / "in").mkdir()
+    for i in range(9):
+        (tmp_path / "in" / f"{i}.jpg").write_bytes(b"x")
+    few = replace(cfg, score=replace(cfg.score, images_per_task=2))
+    rows, _ = read_input(spark, few, str(tmp_path / "in"), "images", 600)
+    assert rows.rdd.getNumPartitions() == 2 * 3  # ceil(9 / (2 cores * 2)) = 3 a core
+    rows, _ = read_input(spark, cfg, str(tmp_path / "in"), "images", 600)
+    assert rows.rdd.getNumPartitions() == 2  # the default (1000): one task a core
+
+
 def _palette_png() -> bytes:
     img = Image.fromarray(gradient_image()).convert("P")
     img.info["transparency"] = 0

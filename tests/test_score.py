@@ -276,13 +276,18 @@ def test_batches_share_aligned_memory_and_copy_the_rest() -> None:
 
 
 def test_pack_and_load_cached(champion: dict[str, str], tmp_path: Path) -> None:
+    import gc
+
     from fakeface.model_bundle import download_model, pack_model_dir
     from fakeface.registry import ResolvedModel
     from fakeface.score import load_model_cached
 
     resolved = ResolvedModel(champion["name"], champion["version"], "", THRESHOLD, None, None, {})
     data = pack_model_dir(download_model(resolved, tmp_path / "dl"))
+    gc.unfreeze()
     first = load_model_cached(data, "pack-test/1", num_threads=1)
+    # loaded once: what is alive now leaves PySpark's after-task gc.collect alone
+    assert gc.get_freeze_count() > 0
     assert load_model_cached(b"not read on a hit", "pack-test/1") is first
     images = np.stack([bright(5), dark(5)])
     expected = tiny_model().predict_on_batch(images)
