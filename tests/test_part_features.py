@@ -123,3 +123,17 @@ def test_the_compiled_window_pass_equals_plain_masks() -> None:
             index = np.clip(((v[mask] - lo_v) * (bins / (hi_v - lo_v))).astype(int), 0, bins - 1)
             np.testing.assert_array_equal(hists[k, band, :bins], np.bincount(index, minlength=bins))
     assert count.sum() == y.size
+
+
+def test_the_kernels_radius_is_float32_hypot() -> None:
+    """The window pass rounds sqrt(dx^2 + dy^2) from double to float32 instead of calling
+    hypot: the same bands only if that is np.hypot on float32, value for value."""
+    rng = np.random.default_rng(0)
+    dx = rng.uniform(-4, 4, 1_000_000).astype(np.float32)
+    dy = (rng.uniform(-4, 4, 1_000_000) * rng.choice([1e-6, 1.0, 1e3], 1_000_000)).astype(
+        np.float32
+    )
+    wide, tall = dx.astype(np.float64), dy.astype(np.float64)
+    np.testing.assert_array_equal(
+        np.sqrt(wide * wide + tall * tall).astype(np.float32), np.hypot(dx, dy)
+    )

@@ -14,6 +14,8 @@ pixel order; the window's border pixels take their own value for a neighbour out
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fakeface.compiled import compiled
@@ -64,15 +66,17 @@ def _window_pass(
     for i in range(h):
         up = max(i - 1, 0)
         down = min(i + 1, h - 1)
-        dy = (np.float32(y0 + i) - fcy) / fhy
+        dy = np.float64((np.float32(y0 + i) - fcy) / fhy)
         for j in range(w):
             left = max(j - 1, 0)
             right = min(j + 1, w - 1)
             v = y[i, j]
             noise = abs(v - quarter * (y[up, j] + y[down, j] + y[i, left] + y[i, right]))
             grad = abs(y[down, j] - y[up, j]) + abs(y[i, right] - y[i, left])
-            dx = dxs[j]
-            radius = np.float64(np.hypot(dx, dy))
+            dx = np.float64(dxs[j])
+            # float32 hypot as the C library rounds it (in double, then to float32): the
+            # same values as np.hypot on the float32 offsets, without its call
+            radius = np.float64(np.float32(math.sqrt(dx * dx + dy * dy)))
             band = 0
             while band + 1 < n_bands and edges[band + 1] <= radius:
                 band += 1
