@@ -39,7 +39,7 @@ class IngestSettings:
     max_pixels: int = 64_000_000
     arrow_batch_size: int = 64
     arrow_batch_mb: int = 16
-    output_file_mb: int = 256
+    output_file_mb: int = 1024
     parquet_codec: str = "none"
     max_partition_bytes: str = "16m"
     extensions: list[str] = field(default_factory=lambda: [".jpg", ".jpeg", ".png"])
