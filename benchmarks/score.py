@@ -222,10 +222,10 @@ _STAGE_STATE: dict[str, Any] = {}
 
 def _stage_init(size: int, max_pixels: int) -> None:
     """Per worker: one mesher (one TFLite thread) and heads of the production shape, every
-    library single-threaded, as in a Spark task of one core (the served heads run in
-    TensorFlow on `spark.task.cpus` threads; numpy's OpenBLAS would otherwise start a
-    thread per core in each worker and the workers' threads spin against each other:
-    0.6 ms an image alone, 6.3 ms with two workers)."""
+    library single-threaded and the loaded objects frozen, as in a Spark task of one core
+    (the served heads run in TensorFlow on `spark.task.cpus` threads; numpy's OpenBLAS
+    would otherwise start a thread per core in each worker and the workers' threads spin
+    against each other: 0.6 ms an image alone, 6.3 ms with two workers)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
@@ -260,6 +260,11 @@ def _stage_init(size: int, max_pixels: int) -> None:
     _STAGE_STATE.update(
         mesher=mesher, heads=PartHeads(heads, fill), size=size, max_pixels=max_pixels
     )
+    # as a scoring worker does once its model is loaded: the collector's full passes over
+    # TensorFlow's objects are no part of a stage's cost
+    from fakeface.score import freeze_loaded_objects
+
+    freeze_loaded_objects()
 
 
 def _stage_times(paths: list[str]) -> np.ndarray:

@@ -239,9 +239,11 @@ def freeze_loaded_objects() -> None:
     of the garbage collector's reach for the process's life.
 
     PySpark's daemon runs a full `gc.collect()` in a reused worker after every task; with
-    TensorFlow loaded that walk takes 0.3-0.36 s, added to every task of the core. Objects
-    made afterwards are collected as usual; garbage alive now is collected first, so
-    freezing keeps nothing that would have been freed.
+    TensorFlow loaded that walk takes 0.3-0.36 s, added to every task of the core (and the
+    collector's own full passes during a task walk them too). Objects made afterwards are
+    collected as usual and garbage alive now is collected first; what is frozen and later
+    dropped in a reference cycle is never freed: in a worker, the model and its libraries,
+    which live as long as the process anyway.
     """
     import gc
 
