@@ -1,6 +1,7 @@
-"""Per-pixel loops compiled by numba, once per process: the part features' window pass
-and the mesh model's affine crop. Each is compiled on first use (not at import), cached
-on disk where the package or the user's cache is writable."""
+"""Per-pixel loops compiled by numba, once per process: the part features' window pass,
+the mesh model's affine crop and the detector thumbnail's 2x reduction. Each is compiled
+on first use (not at import), cached on disk where the package or the user's cache is
+writable."""
 
 from __future__ import annotations
 

